@@ -1,0 +1,80 @@
+import type { Express } from 'express';
+import { createApp } from './app';
+import type { Config } from './config';
+import { createAuthenticator } from './http/auth';
+import type { ListenerSpec } from './lifecycle';
+import type { Logger } from './http/logger';
+import { createMetrics, type Metrics } from './http/metrics';
+import { createUserRateLimit } from './http/rate-limit';
+import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
+import { createSessionRouter } from './routes/session';
+import { createCardscanClient } from './upstream/cardscan';
+import { createUpstreamClient } from './upstream/upstream-client';
+
+export interface Broker {
+  /** The public listener's app. */
+  app: Express;
+  /** What to listen on: the public app, and the admin app when it has a port of its own. */
+  listeners: ListenerSpec[];
+  /** Closes upstream connections; call after the listeners stopped. */
+  close(): Promise<void>;
+  keys: SigningKeyStore;
+  metrics: Metrics;
+  /** Turns /readyz to 503 for the drain; requests are still served. */
+  startDraining(): void;
+}
+
+export interface BrokerOptions {
+  logger: Logger;
+  /** Process-wide metrics (CPU, memory, event loop); off in tests that build many brokers. */
+  defaultMetrics?: boolean;
+}
+
+/** Wires every part from the config: the one place that knows which concrete pieces are used. */
+export function createBroker(config: Config, options: BrokerOptions): Broker {
+  const { logger } = options;
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
+  const keys = createSigningKeyStore(config.auth.keys, {
+    fetchTimeoutMs: config.upstream.timeoutMs,
+    logger,
+  });
+  const cardscan = createCardscanClient(
+    createUpstreamClient({
+      name: 'cardscan',
+      label: 'Cardscan',
+      baseUrl: config.cardscan.baseUrl,
+      bearerToken: config.cardscan.apiKey,
+      credentialVariable: 'CARDSCAN_API_KEY',
+      timeoutMs: config.upstream.timeoutMs,
+      metrics,
+      logger,
+    }),
+  );
+
+  let draining = false;
+  const notReadyReason = (): string | undefined => {
+    if (draining) return 'shutting down';
+    if (!keys.hasKeys()) return 'no signing keys fetched yet';
+    return undefined;
+  };
+
+  const session = createSessionRouter({
+    authenticate: createAuthenticator(config.auth, keys).authenticate,
+    rateLimit: createUserRateLimit({ perMinute: config.rateLimit.perMinute }),
+    cardscan,
+  });
+
+  const app = createApp({ config, logger, metrics, notReadyReason, routers: [session] });
+  return {
+    app,
+    listeners: [{ name: 'public', app, port: config.server.port, host: config.server.host }],
+    close: async () => {
+      cardscan.close();
+    },
+    keys,
+    metrics,
+    startDraining: () => {
+      draining = true;
+    },
+  };
+}

@@ -1,0 +1,375 @@
+import { z } from 'zod';
+
+/** JWT algorithms the broker can be told to accept. `none` is never one of them. */
+export const KEY_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+] as const;
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+export type JwtAlgorithm = (typeof KEY_ALGORITHMS)[number] | (typeof HMAC_ALGORITHMS)[number];
+
+export const CARDSCAN_SANDBOX_URL = 'https://sandbox.cardscan.ai/v1';
+export const CARDSCAN_LIVE_URL = 'https://api.cardscan.ai/v1';
+export const CERTISCAN_DEFAULT_URL = 'https://account.app.certiscan.cloud/api/v1';
+
+const TEST_KEY = /^(sk_test_cardscan_ai_|secret_test_)\S+$/;
+const LIVE_KEY = /^(sk_live_cardscan_ai_|secret_live_)\S+$/;
+
+/** Where the broker gets the keys that verify end-user tokens. */
+export type KeySource =
+  | { kind: 'secret'; secret: string }
+  | { kind: 'jwks'; jwksUri: string }
+  | { kind: 'discovery'; issuer: string };
+
+export interface AuthConfig {
+  keys: KeySource;
+  /** Required `iss`; always set in discovery mode, optional otherwise. */
+  issuer?: string;
+  /** Accepted `aud` values; any one must match. Unchecked when empty. */
+  audience: string[];
+  algorithms: JwtAlgorithm[];
+  /** Top-level claim that becomes the Cardscan user_id. Default `sub`. */
+  userIdClaim: string;
+  cookieName?: string;
+  userIdHashSecret?: string;
+}
+
+export interface AdminKey {
+  name: string;
+  /** SHA-256 of the key, 32 bytes. */
+  sha256: Buffer;
+}
+
+export interface Config {
+  production: boolean;
+  logLevel: string;
+  server: {
+    port: number;
+    host: string;
+    trustProxy: boolean | number | string;
+    shutdownDelayMs: number;
+    shutdownTimeoutMs: number;
+  };
+  cardscan: { apiKey: string; keyKind: 'test' | 'live'; baseUrl: string };
+  auth: AuthConfig;
+  cors: { origins: string[] };
+  /** Absent when ADMIN_API_KEYS is unset: no admin routes at all. */
+  admin?: { keys: AdminKey[]; port?: number };
+  certiscan: { baseUrl: string; authToken?: string };
+  upstream: { timeoutMs: number };
+  rateLimit: { perMinute: number; redisUrl?: string };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  return (
+    hostname === 'localhost' ||
+    hostname === '[::1]' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
+}
+
+/** https://, or http:// to a loopback host (the stand-ins); never credentials in the URL. Kept as written. */
+const secureUrl = z.string().transform((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is not a valid URL' });
+    return z.NEVER;
+  }
+  const secure = url.protocol === 'https:';
+  const loopbackHttp = url.protocol === 'http:' && isLoopbackHost(url.hostname);
+  if (!secure && !loopbackHttp) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be an https:// URL (http:// is allowed only for loopback hosts)',
+    });
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must not contain credentials, a query or a fragment',
+    });
+  }
+  return value;
+});
+
+/** A base URL that paths are appended to. */
+const upstreamUrl = secureUrl.transform((value) => value.replace(/\/+$/, ''));
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { message: 'must be a whole number' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, { message: `must be at least ${min}` })
+        .max(max, { message: `must be at most ${max}` }),
+    );
+
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+
+const atLeastBytes = (bytes: number) =>
+  z.string().refine((value) => Buffer.byteLength(value, 'utf8') >= bytes, {
+    message: `must be at least ${bytes} bytes`,
+  });
+
+const origin = z.string().refine(
+  (value) => {
+    try {
+      const url = new URL(value);
+      return url.origin === value && (url.protocol === 'https:' || url.protocol === 'http:');
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an origin such as https://app.example.com (scheme, host, optional port)' },
+);
+
+const adminKeys = z.string().transform((value, ctx) => {
+  const keys: AdminKey[] = [];
+  for (const [index, entry] of list(value).entries()) {
+    const match = /^([A-Za-z0-9._-]{1,64}):([0-9a-fA-F]{64})$/.exec(entry);
+    if (!match) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `entry ${index + 1} is not name:sha256hex (name of letters, digits, . _ -; 64 hex digits)`,
+      });
+      continue;
+    }
+    const [, name = '', hex = ''] = match;
+    if (keys.some((key) => key.name === name)) {
+      ctx.addIssue({ code: 'custom', message: `entry ${index + 1} repeats the name "${name}"` });
+    }
+    keys.push({ name, sha256: Buffer.from(hex, 'hex') });
+  }
+  if (keys.length === 0 && ctx.issues.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'holds no key' });
+  }
+  return keys;
+});
+
+const trustProxy = z.string().transform((value): boolean | number | string => {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+});
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const fields = z.object({
+  NODE_ENV: z.string().optional(),
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  CARDSCAN_API_KEY: z
+    .string({ message: 'is required' })
+    .refine((key) => TEST_KEY.test(key) || LIVE_KEY.test(key), {
+      message:
+        'has no known prefix: expected sk_test_cardscan_ai_…, sk_live_cardscan_ai_…, or the legacy secret_test_… / secret_live_…',
+    }),
+  CARDSCAN_BASE_URL: upstreamUrl.optional(),
+  // Kept exactly as written: `iss` is compared to it character for character.
+  AUTH_ISSUER: secureUrl.optional(),
+  AUTH_JWKS_URI: secureUrl.optional(),
+  AUTH_JWT_SECRET: atLeastBytes(32).optional(),
+  AUTH_AUDIENCE: z.string().transform(list).optional(),
+  AUTH_ALGORITHMS: z.string().transform(list).optional(),
+  AUTH_USER_ID_CLAIM: z
+    .string()
+    .max(128, { message: 'must be at most 128 characters' })
+    .default('sub'),
+  AUTH_COOKIE_NAME: z
+    .string()
+    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { message: 'is not a valid cookie name' })
+    .optional(),
+  USER_ID_HASH_SECRET: atLeastBytes(32).optional(),
+  CORS_ORIGINS: z.string().transform(list).pipe(z.array(origin)).default([]),
+  ADMIN_API_KEYS: adminKeys.optional(),
+  ADMIN_PORT: int(1, 65535).optional(),
+  CERTISCAN_BASE_URL: upstreamUrl.default(CERTISCAN_DEFAULT_URL),
+  CERTISCAN_AUTH_TOKEN: z
+    .string()
+    .transform((token) => token.replace(/^Bearer\s+/i, '').trim())
+    .optional(),
+  UPSTREAM_TIMEOUT_MS: int(100, 120_000).default(5000),
+  RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(30),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, { message: 'must be a redis:// or rediss:// URL' })
+    .optional(),
+  SHUTDOWN_DELAY_MS: int(0, 600_000).default(5000),
+  SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(15000),
+  TRUST_PROXY: trustProxy.default(false),
+  LOG_LEVEL: z
+    .enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
+    .default('info'),
+});
+
+type Fields = z.infer<typeof fields>;
+
+function keyKind(apiKey: string | undefined): 'test' | 'live' | undefined {
+  if (apiKey && TEST_KEY.test(apiKey)) return 'test';
+  if (apiKey && LIVE_KEY.test(apiKey)) return 'live';
+  return undefined;
+}
+
+/** Rules that tie several variables together; they read the raw values, so they run even when a field failed. */
+function crossChecks(env: Record<string, string>): string[] {
+  const problems: string[] = [];
+  const kind = keyKind(env.CARDSCAN_API_KEY);
+  const base = env.CARDSCAN_BASE_URL ?? '';
+  if (kind === 'live' && base.includes('sandbox.cardscan.ai')) {
+    problems.push('CARDSCAN_BASE_URL: a live key cannot be used with the sandbox URL');
+  }
+  if (kind === 'test' && base.includes('api.cardscan.ai')) {
+    problems.push('CARDSCAN_BASE_URL: a test key cannot be used with the live URL');
+  }
+
+  const { AUTH_ISSUER: issuer, AUTH_JWKS_URI: jwks, AUTH_JWT_SECRET: secret } = env;
+  if (!issuer && !jwks && !secret) {
+    problems.push('AUTH_ISSUER: set exactly one of AUTH_ISSUER, AUTH_JWKS_URI, AUTH_JWT_SECRET');
+  } else if (secret && (issuer || jwks)) {
+    problems.push(
+      'AUTH_JWT_SECRET: cannot be combined with AUTH_ISSUER or AUTH_JWKS_URI; choose one way to verify tokens',
+    );
+  }
+
+  if (env.AUTH_ALGORITHMS !== undefined) {
+    const allowed: readonly string[] = secret ? HMAC_ALGORITHMS : KEY_ALGORITHMS;
+    const refused = list(env.AUTH_ALGORITHMS).filter((alg) => !allowed.includes(alg));
+    if (refused.length > 0 || list(env.AUTH_ALGORITHMS).length === 0) {
+      problems.push(
+        `AUTH_ALGORITHMS: with ${secret ? 'AUTH_JWT_SECRET' : 'signing keys'} only ${allowed.join(', ')} are allowed` +
+          (refused.length > 0 ? ` (refused: ${refused.join(', ')})` : ''),
+      );
+    }
+  }
+
+  if (env.ADMIN_API_KEYS && !env.CERTISCAN_AUTH_TOKEN) {
+    problems.push(
+      'CERTISCAN_AUTH_TOKEN: is required when ADMIN_API_KEYS turns the admin routes on',
+    );
+  }
+  if (env.ADMIN_PORT && !env.ADMIN_API_KEYS) {
+    problems.push(
+      'ADMIN_PORT: is set but ADMIN_API_KEYS is not, so there are no admin routes to serve',
+    );
+  }
+  if (env.ADMIN_PORT && env.ADMIN_PORT === (env.PORT ?? '8080')) {
+    problems.push('ADMIN_PORT: must differ from PORT');
+  }
+  const delay = Number(env.SHUTDOWN_DELAY_MS ?? 5000);
+  const timeout = Number(env.SHUTDOWN_TIMEOUT_MS ?? 15000);
+  if (delay >= timeout) {
+    problems.push('SHUTDOWN_TIMEOUT_MS: must be greater than SHUTDOWN_DELAY_MS');
+  }
+  return problems;
+}
+
+function build(f: Fields): Config {
+  const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
+  const keys: KeySource = f.AUTH_JWT_SECRET
+    ? { kind: 'secret', secret: f.AUTH_JWT_SECRET }
+    : f.AUTH_JWKS_URI
+      ? { kind: 'jwks', jwksUri: f.AUTH_JWKS_URI }
+      : { kind: 'discovery', issuer: f.AUTH_ISSUER ?? '' };
+  const defaultAlgorithms: JwtAlgorithm[] =
+    keys.kind === 'secret' ? ['HS256'] : ['RS256', 'ES256', 'PS256'];
+
+  return {
+    production: f.NODE_ENV === 'production',
+    logLevel: f.LOG_LEVEL,
+    server: {
+      port: f.PORT,
+      host: f.HOST,
+      trustProxy: f.TRUST_PROXY,
+      shutdownDelayMs: f.SHUTDOWN_DELAY_MS,
+      shutdownTimeoutMs: f.SHUTDOWN_TIMEOUT_MS,
+    },
+    cardscan: {
+      apiKey: f.CARDSCAN_API_KEY,
+      keyKind: keyKindValue,
+      baseUrl:
+        f.CARDSCAN_BASE_URL ?? (keyKindValue === 'live' ? CARDSCAN_LIVE_URL : CARDSCAN_SANDBOX_URL),
+    },
+    auth: {
+      keys,
+      issuer: f.AUTH_ISSUER,
+      audience: f.AUTH_AUDIENCE ?? [],
+      algorithms: (f.AUTH_ALGORITHMS as JwtAlgorithm[] | undefined) ?? defaultAlgorithms,
+      userIdClaim: f.AUTH_USER_ID_CLAIM,
+      cookieName: f.AUTH_COOKIE_NAME,
+      userIdHashSecret: f.USER_ID_HASH_SECRET,
+    },
+    cors: { origins: f.CORS_ORIGINS },
+    admin: f.ADMIN_API_KEYS ? { keys: f.ADMIN_API_KEYS, port: f.ADMIN_PORT } : undefined,
+    certiscan: { baseUrl: f.CERTISCAN_BASE_URL, authToken: f.CERTISCAN_AUTH_TOKEN },
+    upstream: { timeoutMs: f.UPSTREAM_TIMEOUT_MS },
+    rateLimit: { perMinute: f.RATE_LIMIT_PER_MINUTE, redisUrl: f.REDIS_URL },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Things that are allowed but that an operator must hear about at start. */
+  warnings: string[];
+}
+
+/**
+ * Parses the environment once. Empty values count as unset. Throws ConfigError listing every
+ * problem, one line each, naming the variable and never echoing a value.
+ */
+export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedConfig {
+  const env: Record<string, string> = {};
+  for (const name of Object.keys(fields.shape)) {
+    const value = rawEnv[name]?.trim();
+    if (value) env[name] = value;
+  }
+
+  const parsed = fields.safeParse(env);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`);
+  problems.push(...crossChecks(env));
+  if (!parsed.success || problems.length > 0) {
+    throw new ConfigError([...new Set(problems)]);
+  }
+
+  const config = build(parsed.data);
+  const warnings: string[] = [];
+  if (config.production && config.cardscan.keyKind === 'test') {
+    warnings.push(
+      'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',
+    );
+  }
+  return { config: deepFreeze(config), warnings };
+}

@@ -1,0 +1,61 @@
+import type { RequestHandler } from 'express';
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { UpstreamName } from '../errors';
+
+/** How an upstream call ended; a small fixed set, so it is safe as a label. */
+export type UpstreamOutcome =
+  | 'success'
+  | 'rejected'
+  | 'credentials'
+  | 'bad-response'
+  | 'timeout'
+  | 'unreachable'
+  | 'circuit-open';
+
+export interface Metrics {
+  registry: Registry;
+  /** Counts and times every request by route template (never the raw path) and status. */
+  httpMiddleware: RequestHandler;
+  observeUpstream(upstream: UpstreamName, outcome: UpstreamOutcome, seconds: number): void;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One registry per app, so tests can build several apps in one process. */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
+
+  const httpRequests = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP requests served, by method, route template and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const upstreamCalls = new Histogram({
+    name: 'upstream_request_duration_seconds',
+    help: 'Upstream calls (retries included), by upstream and outcome',
+    labelNames: ['upstream', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+
+  const httpMiddleware: RequestHandler = (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      const route = req.route ? req.baseUrl + String(req.route.path) : 'unmatched';
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      httpRequests.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+    });
+    next();
+  };
+
+  return {
+    registry,
+    httpMiddleware,
+    observeUpstream(upstream, outcome, seconds) {
+      upstreamCalls.observe({ upstream, outcome }, seconds);
+    },
+  };
+}

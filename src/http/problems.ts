@@ -1,0 +1,65 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import {
+  AppError,
+  BadRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnsupportedMediaTypeError,
+  type ProblemFields,
+} from '../errors';
+import type { Logger } from './logger';
+
+const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
+
+function send(res: Response, problem: ProblemFields, headers: Record<string, string> = {}): void {
+  res.status(problem.status).set(headers).set('Cache-Control', 'no-store').type(PROBLEM_TYPE);
+  res.send(JSON.stringify({ ...problem, request_id: String(res.req.id ?? '') }));
+}
+
+/** body-parser errors carry a `type`; they are the only foreign errors with a caller-facing meaning. */
+function fromBodyParser(error: unknown): AppError | undefined {
+  const type = (error as { type?: unknown } | null)?.type;
+  switch (type) {
+    case 'entity.too.large':
+      return new PayloadTooLargeError('the request body is larger than 100 kB');
+    case 'entity.parse.failed':
+      return new BadRequestError('the request body is not valid JSON');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new UnsupportedMediaTypeError('the request body encoding is not supported');
+    default:
+      return undefined;
+  }
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new NotFoundError(`no route for ${req.method} ${req.path}`));
+};
+
+/** The one place that writes error responses. Unknown errors become a bare 500, logged in full. */
+export function createProblemHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) return next(error);
+    const known = error instanceof AppError ? error : fromBodyParser(error);
+    if (known) {
+      send(res, known.toProblem(), known.headers);
+      return;
+    }
+    logger.error(
+      {
+        err:
+          error instanceof Error
+            ? { type: error.name, message: error.message, stack: error.stack }
+            : {},
+        requestId: req.id,
+      },
+      'unexpected error',
+    );
+    send(res, {
+      type: 'urn:cardscan-broker:problem:internal',
+      title: 'Internal server error',
+      status: 500,
+      detail: 'the broker failed unexpectedly; the request id identifies it in the logs',
+    });
+  };
+}

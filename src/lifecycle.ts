@@ -1,0 +1,80 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Express } from 'express';
+import type { Logger } from './http/logger';
+
+export interface ListenerSpec {
+  name: string;
+  app: Express;
+  port: number;
+  host: string;
+}
+
+export interface DrainOptions {
+  /** Keep serving this long after the signal, so the load balancer sees /readyz fail first. */
+  delayMs: number;
+  /** Hard stop, counted from the signal: connections still open then are cut. */
+  timeoutMs: number;
+  /** Called first: turns /readyz to 503. */
+  startDraining: () => void;
+}
+
+export interface RunningListeners {
+  /** Bound addresses by listener name, e.g. { public: 'http://127.0.0.1:8080' }. */
+  urls: Record<string, string>;
+  /** The drain: readyz 503, keep serving for delayMs, stop accepting, let in-flight requests finish. */
+  shutdown(options: DrainOptions): Promise<void>;
+}
+
+async function start(spec: ListenerSpec): Promise<Server> {
+  const server = spec.app.listen(spec.port, spec.host);
+  await once(server, 'listening');
+  return server;
+}
+
+export async function startListeners(
+  specs: ListenerSpec[],
+  logger: Logger,
+): Promise<RunningListeners> {
+  const servers = await Promise.all(specs.map(start));
+  let closing = false;
+  const urls: Record<string, string> = {};
+  servers.forEach((server, index) => {
+    const spec = specs[index] as ListenerSpec;
+    const { address, port } = server.address() as AddressInfo;
+    urls[spec.name] = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+    // Once closing, each answer also closes its keep-alive connection, so clients move on.
+    server.on('request', (_req, res) => {
+      if (closing) res.setHeader('Connection', 'close');
+    });
+  });
+  logger.info({ urls }, 'listening');
+
+  return {
+    urls,
+    async shutdown({ delayMs, timeoutMs, startDraining }) {
+      const hardStop = Date.now() + timeoutMs;
+      startDraining();
+      logger.info({ delayMs }, 'draining: /readyz answers 503, still serving');
+      await sleep(delayMs);
+      closing = true;
+      const closed = Promise.all(
+        servers.map(
+          (server) =>
+            new Promise<void>((resolve) => {
+              server.close(() => resolve());
+              server.closeIdleConnections();
+            }),
+        ),
+      );
+      const timer = sleep(Math.max(0, hardStop - Date.now()), 'timeout' as const);
+      if ((await Promise.race([closed, timer])) === 'timeout') {
+        logger.warn('drain timed out; cutting the connections still open');
+        for (const server of servers) server.closeAllConnections();
+      }
+      logger.info('stopped');
+    },
+  };
+}

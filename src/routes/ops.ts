@@ -1,0 +1,29 @@
+import { Router } from 'express';
+import { ServiceUnavailableError } from '../errors';
+import type { Metrics } from '../http/metrics';
+import { openApiDocument } from '../openapi';
+
+export interface OpsRouteDeps {
+  metrics: Metrics;
+  /** Why the broker cannot serve right now, or undefined when it can. */
+  notReadyReason: () => string | undefined;
+}
+
+export function createOpsRouter(deps: OpsRouteDeps): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.set('Cache-Control', 'no-store').json({ status: 'ok' });
+  });
+  router.get('/readyz', (_req, res) => {
+    const reason = deps.notReadyReason();
+    if (reason) throw new ServiceUnavailableError(`not ready: ${reason}`, 5);
+    res.set('Cache-Control', 'no-store').json({ status: 'ready' });
+  });
+  router.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  router.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
+  return router;
+}

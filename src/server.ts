@@ -1,0 +1,60 @@
+import dotenv from 'dotenv';
+import { createBroker } from './broker';
+import { ConfigError, loadConfig } from './config';
+import { createLogger } from './http/logger';
+import { startListeners } from './lifecycle';
+
+/** The only module that reads process.env, listens and handles signals. */
+async function main(): Promise<void> {
+  dotenv.config({ quiet: true });
+  let loaded;
+  try {
+    loaded = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(
+        `cardscan-broker: invalid configuration\n${error.problems.map((p) => `  ${p}\n`).join('')}`,
+      );
+      process.exit(1);
+    }
+    throw error;
+  }
+  const { config, warnings } = loaded;
+  const logger = createLogger(config.logLevel);
+  for (const warning of warnings) logger.warn(warning);
+
+  const broker = createBroker(config, { logger, defaultMetrics: true });
+  const running = await startListeners(broker.listeners, logger);
+  void broker.keys.warmUp();
+
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    running
+      .shutdown({
+        delayMs: config.server.shutdownDelayMs,
+        timeoutMs: config.server.shutdownTimeoutMs,
+        startDraining: broker.startDraining,
+      })
+      .then(() => broker.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error(
+            { reason: error instanceof Error ? error.message : 'unknown' },
+            'shutdown failed',
+          );
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+void main();

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { UpstreamError } from '../errors';
+import type { UpstreamClient } from './upstream-client';
+
+/** The part of Cardscan's `GET /access-token` answer the broker relies on. */
+const accessTokenBody = z.object({
+  Token: z.string().min(1),
+  IdentityId: z.string().min(1),
+  session_id: z.string().min(1).optional(),
+});
+
+export interface CardscanSession {
+  token: string;
+  identityId: string;
+  sessionId?: string;
+}
+
+export interface CardscanClient {
+  getAccessToken(userId: string, requestId: string): Promise<CardscanSession>;
+  close(): void;
+}
+
+export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
+  // Concurrent requests of one user share one call: the SDK often asks twice on screen start.
+  const inFlight = new Map<string, Promise<CardscanSession>>();
+
+  async function fetchToken(userId: string, requestId: string): Promise<CardscanSession> {
+    const { body } = await upstream.send({
+      method: 'GET',
+      path: '/access-token',
+      params: { user_id: userId },
+      requestId,
+      retry: true,
+    });
+    const parsed = accessTokenBody.safeParse(body);
+    if (!parsed.success) {
+      throw new UpstreamError(
+        'cardscan',
+        'bad-response',
+        'Cardscan answered without a usable Token',
+      );
+    }
+    return {
+      token: parsed.data.Token,
+      identityId: parsed.data.IdentityId,
+      sessionId: parsed.data.session_id,
+    };
+  }
+
+  return {
+    close: () => upstream.close(),
+    getAccessToken(userId, requestId) {
+      const pending = inFlight.get(userId);
+      if (pending) return pending;
+      const call = fetchToken(userId, requestId).finally(() => inFlight.delete(userId));
+      inFlight.set(userId, call);
+      return call;
+    },
+  };
+}

@@ -1,0 +1,236 @@
+import http from 'node:http';
+import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { UpstreamError, type UpstreamFailure, type UpstreamName } from '../errors';
+import type { Logger } from '../http/logger';
+import type { Metrics, UpstreamOutcome } from '../http/metrics';
+
+export interface UpstreamRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Path below the base URL; callers encode any variable part. */
+  path: string;
+  params?: Record<string, string>;
+  data?: unknown;
+  requestId: string;
+  /** Retry network errors and 5xx within the deadline; only for idempotent calls. */
+  retry: boolean;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** The parsed JSON body. */
+  body: unknown;
+}
+
+export interface UpstreamClientOptions {
+  name: UpstreamName;
+  /** Human name in messages, e.g. "Cardscan". */
+  label: string;
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer …`. */
+  bearerToken: string;
+  /** The variable an operator must fix when the upstream refuses our credentials. */
+  credentialVariable: string;
+  /** One call, retries included, never outlives this. */
+  timeoutMs: number;
+  /** 4xx statuses about the request itself that reach the caller unchanged. Others become 502. */
+  passThroughStatuses?: readonly number[];
+  /** Default 2. */
+  maxRetries?: number;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface UpstreamClient {
+  send(request: UpstreamRequest): Promise<UpstreamResponse>;
+  /** Closes the kept-alive connections, for shutdown. */
+  close(): void;
+}
+
+const RETRY_BASE_MS = 50;
+/** Upstream answers are small JSON documents; anything larger is nonsense. */
+const MAX_BODY_BYTES = 256 * 1024;
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+class Failure {
+  constructor(
+    readonly failure: UpstreamFailure,
+    readonly detail: string,
+    readonly retryable: boolean,
+    readonly upstreamStatus?: number,
+  ) {}
+}
+
+function messageOf(body: unknown): string | undefined {
+  if (body && typeof body === 'object') {
+    for (const field of ['message', 'detail', 'error']) {
+      const value = (body as Record<string, unknown>)[field];
+      if (typeof value === 'string' && value.length > 0) return value.slice(0, 500);
+    }
+  }
+  return undefined;
+}
+
+function parseJson(text: unknown): { ok: true; value: unknown } | { ok: false } {
+  if (typeof text !== 'string') return { ok: false };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
+  const { name, label, timeoutMs, metrics, logger } = options;
+  const maxRetries = options.maxRetries ?? 2;
+  const passThrough = new Set(options.passThroughStatuses ?? []);
+
+  // maxRedirects 0: an access-token endpoint never redirects, and axios only skips its
+  // follow-redirects layer when redirects are off.
+  const httpAgent = new http.Agent({ keepAlive: true });
+  const httpsAgent = new https.Agent({ keepAlive: true });
+  const instance: AxiosInstance = axios.create({
+    baseURL: options.baseUrl,
+    maxRedirects: 0,
+    httpAgent,
+    httpsAgent,
+    responseType: 'text',
+    transformResponse: [(data: unknown) => data],
+    validateStatus: () => true,
+    maxContentLength: MAX_BODY_BYTES,
+    headers: {
+      Authorization: `Bearer ${options.bearerToken}`,
+      Accept: 'application/json',
+      'User-Agent': 'cardscan-broker',
+    },
+  });
+
+  function classify(response: AxiosResponse): UpstreamResponse | Failure {
+    const { status } = response;
+    const parsed = parseJson(response.data);
+    if (status >= 200 && status < 300) {
+      return parsed.ok
+        ? { status, body: parsed.value }
+        : new Failure(
+            'bad-response',
+            `${label} answered ${status} with a body that is not JSON`,
+            false,
+            status,
+          );
+    }
+    const upstreamMessage = parsed.ok ? messageOf(parsed.value) : undefined;
+    if (status === 401 || status === 403) {
+      return new Failure('credentials', `${label} refused the broker's credentials`, false, status);
+    }
+    if (passThrough.has(status)) {
+      return new Failure(
+        'rejected',
+        upstreamMessage ?? `${label} refused the request (${status})`,
+        false,
+        status,
+      );
+    }
+    if (status >= 500) {
+      return new Failure('bad-response', `${label} failed (${status})`, true, status);
+    }
+    return new Failure(
+      'bad-response',
+      `${label} answered with unexpected status ${status}`,
+      false,
+      status,
+    );
+  }
+
+  function networkFailure(error: unknown): Failure {
+    const code = axios.isAxiosError(error) ? error.code : undefined;
+    if (
+      code === 'ERR_BAD_RESPONSE' &&
+      String((error as Error).message).includes('maxContentLength')
+    ) {
+      return new Failure('bad-response', `${label} answered with an oversized body`, false);
+    }
+    if (code && UNREACHABLE_CODES.has(code)) {
+      return new Failure('unreachable', `${label} is unreachable`, true);
+    }
+    return new Failure('bad-response', `${label} dropped the connection`, true);
+  }
+
+  return {
+    close() {
+      httpAgent.destroy();
+      httpsAgent.destroy();
+    },
+    async send(request) {
+      const started = performance.now();
+      const deadline = started + timeoutMs;
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), timeoutMs);
+      let result: UpstreamResponse | Failure;
+      try {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            result = classify(
+              await instance.request({
+                method: request.method,
+                url: request.path,
+                params: request.params,
+                data: request.data,
+                headers: { 'X-Request-Id': request.requestId },
+                signal: controller.signal,
+              }),
+            );
+          } catch (error) {
+            result = controller.signal.aborted
+              ? new Failure('timeout', `${label} did not answer within ${timeoutMs} ms`, false)
+              : networkFailure(error);
+          }
+          if (
+            !(result instanceof Failure) ||
+            !result.retryable ||
+            !request.retry ||
+            attempt >= maxRetries
+          ) {
+            break;
+          }
+          // Full jitter keeps replicas from retrying in lockstep against a struggling upstream.
+          const backoff = RETRY_BASE_MS * 2 ** attempt * (0.5 + Math.random());
+          if (performance.now() + backoff >= deadline) break;
+          await sleep(backoff);
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+
+      const seconds = (performance.now() - started) / 1000;
+      if (!(result instanceof Failure)) {
+        metrics.observeUpstream(name, 'success', seconds);
+        return result;
+      }
+      metrics.observeUpstream(name, result.failure as UpstreamOutcome, seconds);
+      const logFields = {
+        upstream: name,
+        failure: result.failure,
+        upstreamStatus: result.upstreamStatus,
+        requestId: request.requestId,
+      };
+      if (result.failure === 'credentials') {
+        logger.error(
+          logFields,
+          `${label} refused the broker's credentials (${result.upstreamStatus}): check ${options.credentialVariable}`,
+        );
+      } else if (result.failure !== 'rejected') {
+        logger.warn(logFields, result.detail);
+      }
+      throw new UpstreamError(name, result.failure, result.detail, {
+        upstreamStatus: result.upstreamStatus,
+      });
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import { once } from 'node:events';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import jwt from 'jsonwebtoken';
+
+export interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+export interface SignOptions {
+  /** Seconds from now; negative for an expired token. Default 300. */
+  expiresIn?: number;
+  /** Seconds from now before which the token is not valid. */
+  notBefore?: number;
+  audience?: string;
+  issuer?: string;
+  /** Sign with this key instead of the current one (e.g. a key the JWKS does not publish). */
+  key?: SigningKey;
+  /** Leave `kid` out of the header. */
+  noKid?: boolean;
+}
+
+export interface IdentityProvider {
+  issuer: string;
+  jwksUri: string;
+  /** The key the provider signs with now. */
+  currentKey: SigningKey;
+  sign(claims: Record<string, unknown>, options?: SignOptions): string;
+  /** A fresh key becomes current; the JWKS then publishes only it. */
+  rotate(): void;
+  /** While down, discovery and JWKS answer 503. */
+  setDown(down: boolean): void;
+  /** How many times the JWKS was fetched. */
+  jwksFetches(): number;
+  close(): Promise<void>;
+}
+
+export function createSigningKey(): SigningKey {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { kid: randomUUID(), privateKey, publicKey };
+}
+
+/**
+ * An OIDC identity provider on 127.0.0.1: discovery document, JWKS, RS256 tokens, and a dev
+ * login (`POST /dev/login {"sub"}`) for `npm run local` and the demo page.
+ */
+export async function startIdentityProvider(
+  options: { audience?: string; port?: number } = {},
+): Promise<IdentityProvider> {
+  let currentKey = createSigningKey();
+  let down = false;
+  let jwksFetches = 0;
+  let issuer = '';
+
+  const sign = (claims: Record<string, unknown>, signOptions: SignOptions = {}): string => {
+    const key = signOptions.key ?? currentKey;
+    const now = Math.floor(Date.now() / 1000);
+    const payload: Record<string, unknown> = {
+      iss: signOptions.issuer ?? issuer,
+      iat: now,
+      exp: now + (signOptions.expiresIn ?? 300),
+      ...claims,
+    };
+    const audience = signOptions.audience ?? options.audience;
+    if (audience !== undefined && payload.aud === undefined) payload.aud = audience;
+    if (signOptions.notBefore !== undefined) payload.nbf = now + signOptions.notBefore;
+    return jwt.sign(payload, key.privateKey, {
+      algorithm: 'RS256',
+      ...(signOptions.noKid ? {} : { keyid: key.kid }),
+    });
+  };
+
+  const json = (res: http.ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      'Access-Control-Allow-Origin': '*',
+      'Access-Control-Allow-Headers': 'Content-Type',
+    });
+    res.end(JSON.stringify(body));
+  };
+
+  const server = http.createServer(async (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://idp').pathname;
+    if (req.method === 'OPTIONS') return json(res, 204, null);
+    if (path === '/dev/login' && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      let sub = 'patient-1';
+      let expiresIn = 3600;
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<
+          string,
+          unknown
+        >;
+        if (typeof body.sub === 'string' && body.sub) sub = body.sub;
+        if (typeof body.expires_in === 'number') expiresIn = body.expires_in;
+      } catch {
+        return json(res, 400, { error: 'invalid_request' });
+      }
+      return json(res, 200, {
+        access_token: sign({ sub }, { expiresIn }),
+        token_type: 'Bearer',
+        expires_in: expiresIn,
+      });
+    }
+    if (down) return json(res, 503, { error: 'temporarily_unavailable' });
+    if (path === '/.well-known/openid-configuration') {
+      return json(res, 200, {
+        issuer,
+        jwks_uri: `${issuer}/jwks.json`,
+        id_token_signing_alg_values_supported: ['RS256'],
+      });
+    }
+    if (path === '/jwks.json') {
+      jwksFetches += 1;
+      const jwk = currentKey.publicKey.export({ format: 'jwk' });
+      return json(res, 200, { keys: [{ ...jwk, kid: currentKey.kid, alg: 'RS256', use: 'sig' }] });
+    }
+    json(res, 404, { error: 'not_found' });
+  });
+  server.listen(options.port ?? 0, '127.0.0.1');
+  await once(server, 'listening');
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    issuer,
+    jwksUri: `${issuer}/jwks.json`,
+    get currentKey() {
+      return currentKey;
+    },
+    sign,
+    rotate: () => {
+      currentKey = createSigningKey();
+    },
+    setDown: (value) => {
+      down = value;
+    },
+    jwksFetches: () => jwksFetches,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
