@@ -28,6 +28,8 @@ export interface BrokerOptions {
   logger: Logger;
   /** Process-wide metrics (CPU, memory, event loop); off in tests that build many brokers. */
   defaultMetrics?: boolean;
+  /** Milliseconds since the epoch; tests move it to cross the key refetch interval. */
+  now?: () => number;
 }
 
 /** Wires every part from the config: the one place that knows which concrete pieces are used. */
@@ -37,6 +39,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   const keys = createSigningKeyStore(config.auth.keys, {
     fetchTimeoutMs: config.upstream.timeoutMs,
     logger,
+    now: options.now,
   });
   const cardscan = createCardscanClient(
     createUpstreamClient({

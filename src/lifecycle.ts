@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
@@ -40,14 +40,18 @@ export async function startListeners(
 ): Promise<RunningListeners> {
   const servers = await Promise.all(specs.map(start));
   let closing = false;
+  const active = new Set<ServerResponse>();
   const urls: Record<string, string> = {};
   servers.forEach((server, index) => {
     const spec = specs[index] as ListenerSpec;
     const { address, port } = server.address() as AddressInfo;
     urls[spec.name] = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
-    // Once closing, each answer also closes its keep-alive connection, so clients move on.
-    server.on('request', (_req, res) => {
+    // Once closing, every answer also closes its keep-alive connection, so clients move on and
+    // server.close() is not held up by idle sockets.
+    server.on('request', (_req, res: ServerResponse) => {
       if (closing) res.setHeader('Connection', 'close');
+      active.add(res);
+      res.once('close', () => active.delete(res));
     });
   });
   logger.info({ urls }, 'listening');
@@ -60,6 +64,7 @@ export async function startListeners(
       logger.info({ delayMs }, 'draining: /readyz answers 503, still serving');
       await sleep(delayMs);
       closing = true;
+      for (const res of active) if (!res.headersSent) res.setHeader('Connection', 'close');
       const closed = Promise.all(
         servers.map(
           (server) =>
@@ -69,11 +74,15 @@ export async function startListeners(
             }),
         ),
       );
-      const timer = sleep(Math.max(0, hardStop - Date.now()), 'timeout' as const);
+      const cancelTimer = new AbortController();
+      const timer = sleep(Math.max(0, hardStop - Date.now()), 'timeout' as const, {
+        signal: cancelTimer.signal,
+      }).catch(() => 'cancelled' as const);
       if ((await Promise.race([closed, timer])) === 'timeout') {
         logger.warn('drain timed out; cutting the connections still open');
         for (const server of servers) server.closeAllConnections();
       }
+      cancelTimer.abort();
       logger.info('stopped');
     },
   };

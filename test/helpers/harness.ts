@@ -23,6 +23,8 @@ export interface Harness {
   logs: LogCapture;
   /** A valid RS256 token for the user, from the identity provider. */
   tokenFor(sub: string): string;
+  /** Moves the broker's clock (not the stand-ins') forward. */
+  advanceClock(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -54,7 +56,11 @@ export async function startHarness(
   };
   const { config } = loadConfig(env);
   const logs = new LogCapture();
-  const broker = createBroker(config, { logger: createLogger(config.logLevel, logs) });
+  let clockOffset = 0;
+  const broker = createBroker(config, {
+    logger: createLogger(config.logLevel, logs),
+    now: () => Date.now() + clockOffset,
+  });
   await broker.keys.warmUp();
   return {
     idp,
@@ -65,6 +71,9 @@ export async function startHarness(
     app: broker.app,
     logs,
     tokenFor: (sub) => idp.sign({ sub }),
+    advanceClock: (ms) => {
+      clockOffset += ms;
+    },
     close: async () => {
       await broker.close();
       await Promise.all([idp.close(), cardscan.close(), certiscan.close()]);

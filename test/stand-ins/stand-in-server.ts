@@ -34,8 +34,8 @@ export interface StandIn {
   requests: RecordedRequest[];
   /** The answer for every request from now on. */
   setMode(mode: Mode): void;
-  /** Answers for the next requests, one each, before falling back to the mode. */
-  queue(...modes: Mode[]): void;
+  /** Answers for the next requests, one each, before falling back to the mode: a mode or a literal answer. */
+  queue(...answers: (Mode | JsonAnswer)[]): void;
   /** Delay before each answer, for slow-upstream drills. */
   setDelay(ms: number): void;
   close(): Promise<void>;
@@ -76,7 +76,7 @@ function sendJson(res: ServerResponse, answer: JsonAnswer): void {
 export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   const requests: RecordedRequest[] = [];
   let mode: Mode = 'ok';
-  const queued: Mode[] = [];
+  const queued: (Mode | JsonAnswer)[] = [];
   let delayMs = 0;
 
   const server = http.createServer(async (req, res) => {
@@ -92,6 +92,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const current = queued.shift() ?? mode;
     if (current === 'hang') return; // never answers; close() cuts it
     if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    if (typeof current === 'object') return sendJson(res, current);
     switch (current) {
       case 'drop':
         req.socket.destroy();
@@ -121,8 +122,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     setMode: (next) => {
       mode = next;
     },
-    queue: (...modes) => {
-      queued.push(...modes);
+    queue: (...answers) => {
+      queued.push(...answers);
     },
     setDelay: (ms) => {
       delayMs = ms;

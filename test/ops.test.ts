@@ -1,0 +1,178 @@
+import request from 'supertest';
+import { createLogger } from '../src/http/logger';
+import { startListeners } from '../src/lifecycle';
+import { startHarness, type Harness } from './helpers/harness';
+import { LogCapture } from './helpers/log-capture';
+
+const APP_ORIGIN = 'https://app.example.com';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ env: { CORS_ORIGINS: `${APP_ORIGIN},https://admin.example.com` } });
+});
+afterAll(() => h.close());
+
+describe('health, readiness, metrics, OpenAPI', () => {
+  test('when /healthz is asked, then 200', async () => {
+    const res = await request(h.app).get('/healthz');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ok' });
+  });
+
+  test('when signing keys are loaded, then /readyz is 200', async () => {
+    expect((await request(h.app).get('/readyz')).status).toBe(200);
+  });
+
+  test('when the identity provider was never reachable, then /readyz is 503 and sessions 503, not 401', async () => {
+    // Port 1 on loopback refuses connections: the very first key fetch fails.
+    const cold = await startHarness({ env: { AUTH_JWKS_URI: 'http://127.0.0.1:1/jwks.json' } });
+    try {
+      const ready = await request(cold.app).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(ready.body.detail).toBe('not ready: no signing keys fetched yet');
+      const res = await request(cold.app)
+        .get('/cardscan-session')
+        .set('Authorization', `Bearer ${cold.tokenFor('u')}`);
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('30');
+      expect(cold.cardscan.requests).toHaveLength(0);
+    } finally {
+      await cold.close();
+    }
+  });
+
+  test('when sessions were served, then /metrics shows requests by route template and upstream calls by outcome', async () => {
+    await request(h.app)
+      .get('/cardscan-session')
+      .set('Authorization', `Bearer ${h.tokenFor('metrics-user')}`);
+    await request(h.app).get('/no/such/path/12345');
+    const res = await request(h.app).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    expect(res.text).toMatch(
+      /http_request_duration_seconds_count\{method="GET",route="\/cardscan-session",status="200"\} \d+/,
+    );
+    expect(res.text).toMatch(
+      /http_request_duration_seconds_count\{method="GET",route="unmatched",status="404"\} \d+/,
+    );
+    expect(res.text).toMatch(
+      /upstream_request_duration_seconds_count\{upstream="cardscan",outcome="success"\} \d+/,
+    );
+    expect(res.text).not.toContain('12345');
+  });
+
+  test('when /openapi.json is asked, then it is an OpenAPI 3.1 document describing every route', async () => {
+    const res = await request(h.app).get('/openapi.json');
+    expect(res.status).toBe(200);
+    expect(res.body.openapi).toBe('3.1.0');
+    expect(Object.keys(res.body.paths)).toEqual(
+      expect.arrayContaining([
+        '/cardscan-session',
+        '/healthz',
+        '/readyz',
+        '/metrics',
+        '/openapi.json',
+      ]),
+    );
+    expect(Object.keys(res.body.paths['/cardscan-session'])).toEqual(['get', 'post']);
+  });
+
+  test('when a route does not exist, then 404 problem+json', async () => {
+    const res = await request(h.app).delete('/cardscan-session');
+    expect(res.status).toBe(404);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body).toMatchObject({
+      status: 404,
+      title: 'Not found',
+      detail: 'no route for DELETE /cardscan-session',
+    });
+  });
+
+  test('when any answer goes out, then helmet headers are set and Express is not advertised', async () => {
+    const res = await request(h.app).get('/healthz');
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['strict-transport-security']).toBeDefined();
+    expect(res.headers['x-powered-by']).toBeUndefined();
+  });
+});
+
+describe('CORS', () => {
+  test('when an allowed origin preflights, then Authorization is allowed and credentials too', async () => {
+    const res = await request(h.app)
+      .options('/cardscan-session')
+      .set('Origin', APP_ORIGIN)
+      .set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', 'authorization');
+    expect(res.status).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe(APP_ORIGIN);
+    expect(res.headers['access-control-allow-headers']).toMatch(/Authorization/);
+    expect(res.headers['access-control-allow-credentials']).toBe('true');
+  });
+
+  test('when an allowed origin calls, then the answer carries its CORS headers', async () => {
+    const res = await request(h.app)
+      .get('/cardscan-session')
+      .set('Origin', APP_ORIGIN)
+      .set('Authorization', `Bearer ${h.tokenFor('web-user')}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['access-control-allow-origin']).toBe(APP_ORIGIN);
+    expect(res.headers['access-control-expose-headers']).toMatch(/Retry-After/);
+  });
+
+  test('when an origin outside CORS_ORIGINS calls or preflights, then 403 and Cardscan is not called', async () => {
+    const before = h.cardscan.requests.length;
+    const call = await request(h.app)
+      .get('/cardscan-session')
+      .set('Origin', 'https://evil.example.net')
+      .set('Authorization', `Bearer ${h.tokenFor('web-user')}`);
+    expect(call.status).toBe(403);
+    expect(call.headers['access-control-allow-origin']).toBeUndefined();
+    expect(call.body.detail).toMatch(/CORS_ORIGINS/);
+    const preflight = await request(h.app)
+      .options('/cardscan-session')
+      .set('Origin', 'https://evil.example.net')
+      .set('Access-Control-Request-Method', 'GET');
+    expect(preflight.status).toBe(403);
+    expect(h.cardscan.requests.length).toBe(before);
+  });
+});
+
+describe('graceful shutdown', () => {
+  test('when draining starts, then /readyz turns 503 at once, the in-flight request finishes, and the listener closes', async () => {
+    const logs = new LogCapture();
+    const drainH = await startHarness();
+    const listeners = await startListeners(
+      [{ name: 'public', app: drainH.app, port: 0, host: '127.0.0.1' }],
+      createLogger('info', logs),
+    );
+    const url = listeners.urls.public as string;
+    try {
+      drainH.cardscan.setDelay(400);
+      const inFlight = fetch(`${url}/cardscan-session`, {
+        headers: { Authorization: `Bearer ${drainH.tokenFor('draining-user')}` },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const shutdown = listeners.shutdown({
+        delayMs: 150,
+        timeoutMs: 5000,
+        startDraining: drainH.broker.startDraining,
+      });
+
+      const ready = await fetch(`${url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { detail: string }).detail).toBe('not ready: shutting down');
+
+      const res = await inFlight;
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { session: string };
+      expect(drainH.cardscan.userIdInToken(body.session)).toBe('draining-user');
+
+      await shutdown;
+      await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+      expect(logs.text()).toContain('stopped');
+    } finally {
+      await drainH.close();
+    }
+  });
+});
