@@ -72,6 +72,11 @@ export function createApp(deps: AppDeps): Express {
           path: req.url.split('?')[0],
         }),
         res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+        // No stack traces in logs: the request id and the message find the cause.
+        err: (err: { type?: string; message?: string }) => ({
+          type: err.type,
+          message: err.message,
+        }),
       },
     }),
   );

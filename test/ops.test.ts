@@ -1,5 +1,8 @@
+import { Router } from 'express';
 import request from 'supertest';
+import { createApp } from '../src/app';
 import { createLogger } from '../src/http/logger';
+import { createMetrics } from '../src/http/metrics';
 import { startListeners } from '../src/lifecycle';
 import { startHarness, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';
@@ -94,6 +97,38 @@ describe('health, readiness, metrics, OpenAPI', () => {
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['strict-transport-security']).toBeDefined();
     expect(res.headers['x-powered-by']).toBeUndefined();
+  });
+});
+
+describe('unexpected errors', () => {
+  test('when a route fails unexpectedly, then a bare 500 problem, and neither body nor log holds a stack', async () => {
+    const logs = new LogCapture();
+    const failing = Router().get('/explode', () => {
+      throw new TypeError('cannot read properties of undefined');
+    });
+    const app = createApp({
+      config: h.config,
+      logger: createLogger('info', logs),
+      metrics: createMetrics(),
+      notReadyReason: () => undefined,
+      routers: [failing],
+    });
+    const res = await request(app).get('/explode');
+    expect(res.status).toBe(500);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body).toEqual({
+      type: 'urn:cardscan-broker:problem:internal',
+      title: 'Internal server error',
+      status: 500,
+      detail: 'the broker failed unexpectedly; the request id identifies it in the logs',
+      request_id: res.headers['x-request-id'],
+    });
+    const line = logs.entries().find((entry) => entry.msg === 'unexpected error');
+    expect(line).toMatchObject({
+      error: { name: 'TypeError', message: 'cannot read properties of undefined' },
+      requestId: res.headers['x-request-id'],
+    });
+    expect(logs.text()).not.toMatch(/"stack"|at .*\.ts:\d+/);
   });
 });
 

@@ -238,5 +238,6 @@ describe('logs', () => {
     expect(text).not.toContain(TEST_CARDSCAN_KEY);
     expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/); // no JWT, neither the user's nor Cardscan's
     expect(text).not.toMatch(/Bearer /);
+    expect(text).not.toContain('"stack"');
   });
 });

@@ -47,10 +47,10 @@ export function createProblemHandler(logger: Logger): ErrorRequestHandler {
     }
     logger.error(
       {
-        err:
+        error:
           error instanceof Error
-            ? { type: error.name, message: error.message, stack: error.stack }
-            : {},
+            ? { name: error.name, message: error.message }
+            : { name: typeof error },
         requestId: req.id,
       },
       'unexpected error',
