@@ -28,8 +28,17 @@ export interface RunningListeners {
   shutdown(options: DrainOptions): Promise<void>;
 }
 
+/**
+ * Longer than the usual load-balancer idle timeout (60 s), so the balancer, not the broker, closes
+ * idle keep-alive connections; otherwise a request can race a closing socket and get a 502.
+ */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 async function start(spec: ListenerSpec): Promise<Server> {
   const server = spec.app.listen(spec.port, spec.host);
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
+  server.requestTimeout = 30_000;
   await once(server, 'listening');
   return server;
 }
