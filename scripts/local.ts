@@ -2,7 +2,6 @@
  * `npm run local`: the broker with built-in stand-ins for Cardscan, CertiScan and the identity
  * provider, all on 127.0.0.1, so it runs with no accounts. Prints ready-to-paste curl lines.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { createBroker } from '../src/broker';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/http/logger';
@@ -10,6 +9,7 @@ import { startListeners } from '../src/lifecycle';
 import { startCardscanStandIn } from '../test/stand-ins/cardscan';
 import { startCertiscanStandIn } from '../test/stand-ins/certiscan';
 import { startIdentityProvider } from '../test/stand-ins/identity-provider';
+import { createAdminKey } from './admin-key';
 
 const CARDSCAN_KEY = 'secret_test_local_placeholder_key';
 const CERTISCAN_TOKEN = 'secret_test_local_certiscan_token';
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const idp = await startIdentityProvider({ audience: AUDIENCE });
   const cardscan = await startCardscanStandIn({ apiKey: CARDSCAN_KEY });
   const certiscan = await startCertiscanStandIn({ authToken: CERTISCAN_TOKEN });
-  const adminKey = `adm_${randomBytes(24).toString('base64url')}`;
+  const admin = createAdminKey('local-ops');
 
   const { config } = loadConfig({
     PORT: String(port),
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     CARDSCAN_BASE_URL: cardscan.baseUrl,
     AUTH_ISSUER: idp.issuer,
     AUTH_AUDIENCE: AUDIENCE,
-    ADMIN_API_KEYS: `local-ops:${createHash('sha256').update(adminKey).digest('hex')}`,
+    ADMIN_API_KEYS: admin.entry,
     CERTISCAN_BASE_URL: certiscan.baseUrl,
     CERTISCAN_AUTH_TOKEN: CERTISCAN_TOKEN,
     SHUTDOWN_DELAY_MS: '0',
@@ -52,9 +52,11 @@ async function main(): Promise<void> {
       'A session for patient-1 (the login token is valid for 1 hour):',
       `  curl -s -H 'Authorization: Bearer ${userToken}' ${url}/cardscan-session`,
       '',
-      `Admin key for this run only: ${adminKey}`,
-      `  curl -s -X POST -H 'Authorization: Bearer ${adminKey}' -H 'Content-Type: application/json' \\`,
-      `       -d '{"name":"Front desk scanner","subject":"front-desk-1"}' ${url}/admin/worktokens`,
+      'Admin routes, with a key for this run only (the README section "Admin routes for ops" has',
+      'curl lines for create, rename, rotate and delete that use these two variables):',
+      `  export BROKER=${url} ADMIN_KEY=${admin.key}`,
+      `  curl -s -X POST "$BROKER/admin/worktokens" -H "Authorization: Bearer $ADMIN_KEY" \\`,
+      `       -H 'Content-Type: application/json' -d '{"name":"Front desk scanner","subject":"front-desk-1"}'`,
       '',
       'Ctrl-C stops everything.',
       '',

@@ -21,6 +21,8 @@ export interface AppDeps {
   notReadyReason: () => string | undefined;
   /** The feature routers this listener serves (session, admin), mounted after the shared middleware. */
   routers: Router[];
+  /** Whether one of the routers is the admin router, so /openapi.json describes it. Default false. */
+  adminRoutes?: boolean;
 }
 
 /** Browsers send Origin; apps and curl do not. An origin outside the allowlist is refused outright. */
@@ -85,7 +87,13 @@ export function createApp(deps: AppDeps): Express {
   app.use(createCors(config.cors.origins));
   app.use(express.json({ limit: '100kb' }));
 
-  app.use(createOpsRouter({ metrics, notReadyReason: deps.notReadyReason }));
+  app.use(
+    createOpsRouter({
+      metrics,
+      notReadyReason: deps.notReadyReason,
+      adminRoutes: deps.adminRoutes,
+    }),
+  );
   for (const router of deps.routers) app.use(router);
 
   app.use(notFound);

@@ -1,4 +1,4 @@
-import type { Express } from 'express';
+import type { Express, Router } from 'express';
 import { createApp } from './app';
 import type { Config } from './config';
 import { createAuthenticator } from './http/auth';
@@ -7,8 +7,14 @@ import type { Logger } from './http/logger';
 import { createMetrics, type Metrics } from './http/metrics';
 import { createUserRateLimit } from './http/rate-limit';
 import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
+import { createAdminRouter } from './routes/admin';
 import { createSessionRouter } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
+import {
+  CERTISCAN_PASS_THROUGH_STATUSES,
+  createCertiscanClient,
+  type CertiscanClient,
+} from './upstream/certiscan';
 import { createUpstreamClient } from './upstream/upstream-client';
 
 export interface Broker {
@@ -30,6 +36,36 @@ export interface BrokerOptions {
   defaultMetrics?: boolean;
   /** Milliseconds since the epoch; tests move it to cross the key refetch interval. */
   now?: () => number;
+}
+
+interface AdminParts {
+  router: Router;
+  certiscan: CertiscanClient;
+}
+
+/** The admin router and its CertiScan client, or undefined when ADMIN_API_KEYS is unset. */
+function createAdmin(config: Config, metrics: Metrics, logger: Logger): AdminParts | undefined {
+  if (!config.admin) return undefined;
+  const { authToken } = config.certiscan;
+  // loadConfig already refuses admin without a token; this keeps the types honest.
+  if (!authToken) throw new Error('admin routes are on but CERTISCAN_AUTH_TOKEN is not set');
+  const certiscan = createCertiscanClient(
+    createUpstreamClient({
+      name: 'certiscan',
+      label: 'CertiScan',
+      baseUrl: config.certiscan.baseUrl,
+      bearerToken: authToken,
+      credentialVariable: 'CERTISCAN_AUTH_TOKEN',
+      timeoutMs: config.upstream.timeoutMs,
+      passThroughStatuses: CERTISCAN_PASS_THROUGH_STATUSES,
+      metrics,
+      logger,
+    }),
+  );
+  return {
+    router: createAdminRouter({ keys: config.admin.keys, certiscan, logger }),
+    certiscan,
+  };
 }
 
 /** Wires every part from the config: the one place that knows which concrete pieces are used. */
@@ -67,12 +103,38 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     cardscan,
   });
 
-  const app = createApp({ config, logger, metrics, notReadyReason, routers: [session] });
+  const admin = createAdmin(config, metrics, logger);
+  // With ADMIN_PORT the admin routes get a listener of their own and the public one never has them.
+  const adminPort = config.admin?.port;
+  const adminOnPublic = admin !== undefined && adminPort === undefined;
+  const app = createApp({
+    config,
+    logger,
+    metrics,
+    notReadyReason,
+    routers: adminOnPublic ? [session, admin.router] : [session],
+    adminRoutes: adminOnPublic,
+  });
+  const listeners: ListenerSpec[] = [
+    { name: 'public', app, port: config.server.port, host: config.server.host },
+  ];
+  if (admin && adminPort !== undefined) {
+    const adminApp = createApp({
+      config,
+      logger,
+      metrics,
+      notReadyReason,
+      routers: [admin.router],
+      adminRoutes: true,
+    });
+    listeners.push({ name: 'admin', app: adminApp, port: adminPort, host: config.server.host });
+  }
   return {
     app,
-    listeners: [{ name: 'public', app, port: config.server.port, host: config.server.host }],
+    listeners,
     close: async () => {
       cardscan.close();
+      admin?.certiscan.close();
     },
     keys,
     metrics,

@@ -146,10 +146,14 @@ const origin = z.string().refine(
   { message: 'must be an origin such as https://app.example.com (scheme, host, optional port)' },
 );
 
+/** The name of an admin key: it becomes the actor in audit lines. */
+export const ADMIN_KEY_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const ADMIN_KEY_ENTRY = new RegExp(`^(${ADMIN_KEY_NAME.source.slice(1, -1)}):([0-9a-fA-F]{64})$`);
+
 const adminKeys = z.string().transform((value, ctx) => {
   const keys: AdminKey[] = [];
   for (const [index, entry] of list(value).entries()) {
-    const match = /^([A-Za-z0-9._-]{1,64}):([0-9a-fA-F]{64})$/.exec(entry);
+    const match = ADMIN_KEY_ENTRY.exec(entry);
     if (!match) {
       ctx.addIssue({
         code: 'custom',

@@ -1,4 +1,4 @@
-/** The OpenAPI 3.1 description served at /openapi.json. Admin paths exist only when admin is on. */
+/** The OpenAPI 3.1 description served at /openapi.json. Admin paths only on the listener serving them. */
 
 const problem = (description: string) => ({
   description,
@@ -44,6 +44,7 @@ const adminErrors = {
   ...standardErrors,
   '404': problem('CertiScan has no worktoken with that subject'),
   '409': problem('CertiScan already has a worktoken with that subject'),
+  '415': problem('A body that is not JSON'),
   '422': problem('CertiScan refused the values'),
 };
 
@@ -114,9 +115,9 @@ export const openApiDocument = {
                 additionalProperties: false,
                 required: ['name', 'subject'],
                 properties: {
-                  name: { type: 'string', minLength: 1 },
+                  name: { type: 'string', minLength: 1, maxLength: 200 },
                   subject: subjectParameter.schema,
-                  secret: { type: 'string', minLength: 16 },
+                  secret: { type: 'string', minLength: 16, maxLength: 512 },
                 },
               },
             },
@@ -140,8 +141,8 @@ export const openApiDocument = {
                 additionalProperties: false,
                 required: ['name'],
                 properties: {
-                  name: { type: 'string', minLength: 1 },
-                  secret: { type: 'string', minLength: 16 },
+                  name: { type: 'string', minLength: 1, maxLength: 200 },
+                  secret: { type: 'string', minLength: 16, maxLength: 512 },
                 },
               },
             },
@@ -211,3 +212,11 @@ export const openApiDocument = {
     },
   },
 } as const;
+
+/** The same document without the admin paths, for a listener that does not serve them. */
+export const publicOpenApiDocument = {
+  ...openApiDocument,
+  paths: Object.fromEntries(
+    Object.entries(openApiDocument.paths).filter(([path]) => !path.startsWith('/admin')),
+  ),
+};

@@ -32,6 +32,13 @@ function fromBodyParser(error: unknown): AppError | undefined {
   }
 }
 
+/** The router's own 400: a path parameter with a broken percent-encoding such as `%zz`. */
+function fromRouter(error: unknown): AppError | undefined {
+  return error instanceof URIError && (error as { status?: unknown }).status === 400
+    ? new BadRequestError('the URL holds an invalid percent-encoding')
+    : undefined;
+}
+
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new NotFoundError(`no route for ${req.method} ${req.path}`));
 };
@@ -40,7 +47,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
 export function createProblemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const known = error instanceof AppError ? error : fromBodyParser(error);
+    const known = error instanceof AppError ? error : (fromBodyParser(error) ?? fromRouter(error));
     if (known) {
       send(res, known.toProblem(), known.headers);
       return;

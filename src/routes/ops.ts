@@ -1,12 +1,14 @@
 import { Router } from 'express';
 import { ServiceUnavailableError } from '../errors';
 import type { Metrics } from '../http/metrics';
-import { openApiDocument } from '../openapi';
+import { openApiDocument, publicOpenApiDocument } from '../openapi';
 
 export interface OpsRouteDeps {
   metrics: Metrics;
   /** Why the broker cannot serve right now, or undefined when it can. */
   notReadyReason: () => string | undefined;
+  /** Whether this listener serves the admin routes, so /openapi.json describes them. Default false. */
+  adminRoutes?: boolean;
 }
 
 export function createOpsRouter(deps: OpsRouteDeps): Router {
@@ -23,7 +25,7 @@ export function createOpsRouter(deps: OpsRouteDeps): Router {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
   router.get('/openapi.json', (_req, res) => {
-    res.json(openApiDocument);
+    res.json(deps.adminRoutes ? openApiDocument : publicOpenApiDocument);
   });
   return router;
 }

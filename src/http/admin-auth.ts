@@ -1,0 +1,49 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { RequestHandler, Response } from 'express';
+import type { AdminKey } from '../config';
+import { AuthenticationError } from '../errors';
+
+/** Admin keys are short random strings; anything longer is refused before it is hashed. */
+const MAX_KEY_LENGTH = 512;
+const BEARER = /^Bearer +(\S+) *$/i;
+
+const ACTOR = Symbol('adminActor');
+
+/** The name of the admin key the caller presented. Only valid after `authenticateAdmin` ran. */
+export function adminActorOf(res: Response): string {
+  const actor = (res.locals as Record<symbol, string | undefined>)[ACTOR];
+  if (!actor) throw new Error('adminActorOf called before the admin authenticator');
+  return actor;
+}
+
+/**
+ * `Authorization: Bearer <admin key>`: the key is hashed and compared with every configured hash
+ * in constant time, all of them every time, so neither the answer time nor the order of
+ * ADMIN_API_KEYS tells a caller how close a guess came.
+ */
+export function createAdminAuthenticator(keys: readonly AdminKey[]): RequestHandler {
+  return (req, res, next) => {
+    const header = req.headers.authorization;
+    if (header === undefined) {
+      throw new AuthenticationError('send an admin key: Authorization: Bearer <admin key>');
+    }
+    const key = BEARER.exec(header)?.[1];
+    if (!key || key.length > MAX_KEY_LENGTH) {
+      throw new AuthenticationError(
+        'the Authorization header must be "Bearer <admin key>"',
+        'invalid_request',
+      );
+    }
+    const presented = createHash('sha256').update(key, 'utf8').digest();
+    let actor: string | undefined;
+    for (const candidate of keys) {
+      const matches = timingSafeEqual(presented, candidate.sha256);
+      if (matches && actor === undefined) actor = candidate.name;
+    }
+    if (actor === undefined) {
+      throw new AuthenticationError('the admin key is not valid', 'invalid_token');
+    }
+    (res.locals as Record<symbol, string>)[ACTOR] = actor;
+    next();
+  };
+}

@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { UpstreamError } from '../errors';
+import type { UpstreamClient, UpstreamResponse } from './upstream-client';
+
+/** What CertiScan keeps for a worktoken client. The secret cannot be read back once set. */
+export interface WorktokenFields {
+  name: string;
+  subject: string;
+  secret: string;
+}
+
+export interface Worktoken {
+  subject: string;
+  name: string;
+}
+
+/** Every answer carries CertiScan's HTTP status, for the audit line. */
+export interface CertiscanAnswer {
+  upstreamStatus: number;
+}
+
+export interface WorktokenAnswer extends CertiscanAnswer {
+  worktoken: Worktoken;
+}
+
+export interface CertiscanClient {
+  createWorktoken(fields: WorktokenFields, requestId: string): Promise<WorktokenAnswer>;
+  /** CertiScan has only PUT: every update sets the secret too. */
+  updateWorktoken(fields: WorktokenFields, requestId: string): Promise<WorktokenAnswer>;
+  deleteWorktoken(subject: string, requestId: string): Promise<CertiscanAnswer>;
+  close(): void;
+}
+
+/** CertiScan's 4xx about the request itself: they reach the admin caller with CertiScan's message. */
+export const CERTISCAN_PASS_THROUGH_STATUSES = [400, 404, 409, 422] as const;
+
+const PATH = '/account/worktoken/';
+
+const worktokenBody = z.object({
+  success: z.literal(true),
+  result: z.object({ subject: z.string().min(1), name: z.string() }),
+});
+const deletedBody = z.object({ success: z.literal(true), result: z.object({}) });
+
+function refusalMessage(body: unknown): string | undefined {
+  const message = (body as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message.length > 0 ? message.slice(0, 300) : undefined;
+}
+
+/** Reads `{"success": true, "result": …}`; `success: false` or any other shape is a 502. */
+function read<T>(response: UpstreamResponse, schema: z.ZodType<{ result: T }>): T {
+  const parsed = schema.safeParse(response.body);
+  if (parsed.success) return parsed.data.result;
+  const refused = (response.body as { success?: unknown } | null)?.success === false;
+  const message = refused ? refusalMessage(response.body) : undefined;
+  throw new UpstreamError(
+    'certiscan',
+    'bad-response',
+    refused
+      ? `CertiScan answered success: false${message ? `: ${message}` : ''}`
+      : 'CertiScan answered with an unexpected body',
+    { upstreamStatus: response.status },
+  );
+}
+
+/** The subject goes into the URL encoded even though the routes already allow only safe characters. */
+const subjectPath = (subject: string) => `${PATH}${encodeURIComponent(subject)}/`;
+
+export function createCertiscanClient(upstream: UpstreamClient): CertiscanClient {
+  return {
+    close: () => upstream.close(),
+    async createWorktoken(fields, requestId) {
+      // Never retried: a create that reached CertiScan but lost its answer would fail as a duplicate.
+      const response = await upstream.send({
+        method: 'POST',
+        path: PATH,
+        data: { name: fields.name, subject: fields.subject, secret: fields.secret },
+        requestId,
+        retry: false,
+      });
+      return { upstreamStatus: response.status, worktoken: read(response, worktokenBody) };
+    },
+    async updateWorktoken(fields, requestId) {
+      const response = await upstream.send({
+        method: 'PUT',
+        path: subjectPath(fields.subject),
+        data: { name: fields.name, subject: fields.subject, secret: fields.secret },
+        requestId,
+        retry: true,
+      });
+      return { upstreamStatus: response.status, worktoken: read(response, worktokenBody) };
+    },
+    async deleteWorktoken(subject, requestId) {
+      const response = await upstream.send({
+        method: 'DELETE',
+        path: subjectPath(subject),
+        requestId,
+        retry: true,
+      });
+      read(response, deletedBody);
+      return { upstreamStatus: response.status };
+    },
+  };
+}
