@@ -69,7 +69,8 @@ export async function startListeners(
             }),
         ),
       );
-      const timer = sleep(Math.max(0, hardStop - Date.now()), 'timeout' as const);
+      // Unref'd: a guard only; once everything closed it must not hold the process (or a test) open.
+      const timer = sleep(Math.max(0, hardStop - Date.now()), 'timeout' as const, { ref: false });
       if ((await Promise.race([closed, timer])) === 'timeout') {
         logger.warn('drain timed out; cutting the connections still open');
         for (const server of servers) server.closeAllConnections();
