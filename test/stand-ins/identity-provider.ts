@@ -43,9 +43,17 @@ export function createSigningKey(): SigningKey {
   return { kid: randomUUID(), privateKey, publicKey };
 }
 
+/** A cookie name the dev login may set (RFC 6265 token characters). */
+const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+
 /**
  * An OIDC identity provider on 127.0.0.1: discovery document, JWKS, RS256 tokens, and a dev
- * login (`POST /dev/login {"sub"}`) for `npm run local` and the demo page.
+ * login for `npm run local` and the demo page:
+ * - `POST /dev/login {"sub","expires_in"?}` → `{"access_token"}` (the bearer variant);
+ * - `POST /dev/login {"sub","expires_in"?,"cookie":"<name>"}` → sets the token as an HttpOnly,
+ *   SameSite=Strict cookie instead, as a customer's login server would. Cookies belong to a host,
+ *   not a port, so a broker on the same host receives it; the page never sees the token;
+ * - `POST /dev/logout {"cookie":"<name>"}` clears that cookie.
  */
 export async function startIdentityProvider(
   options: { audience?: string; port?: number } = {},
@@ -73,11 +81,26 @@ export async function startIdentityProvider(
     });
   };
 
-  const json = (res: http.ServerResponse, status: number, body: unknown) => {
+  const json = (
+    res: http.ServerResponse,
+    status: number,
+    body: unknown,
+    headers: http.OutgoingHttpHeaders = {},
+  ) => {
+    // A dev stand-in: any page may call it. A credentialed call (the cookie login) is only
+    // readable when the page's exact origin is echoed with Allow-Credentials, never with `*`.
+    const origin = res.req.headers.origin;
     res.writeHead(status, {
       'Content-Type': 'application/json',
-      'Access-Control-Allow-Origin': '*',
       'Access-Control-Allow-Headers': 'Content-Type',
+      ...(origin
+        ? {
+            'Access-Control-Allow-Origin': origin,
+            'Access-Control-Allow-Credentials': 'true',
+            Vary: 'Origin',
+          }
+        : { 'Access-Control-Allow-Origin': '*' }),
+      ...headers,
     });
     res.end(JSON.stringify(body));
   };
@@ -85,26 +108,43 @@ export async function startIdentityProvider(
   const server = http.createServer(async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://idp').pathname;
     if (req.method === 'OPTIONS') return json(res, 204, null);
-    if (path === '/dev/login' && req.method === 'POST') {
+    if ((path === '/dev/login' || path === '/dev/logout') && req.method === 'POST') {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
-      let sub = 'patient-1';
-      let expiresIn = 3600;
+      let body: Record<string, unknown>;
       try {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<
           string,
           unknown
         >;
-        if (typeof body.sub === 'string' && body.sub) sub = body.sub;
-        if (typeof body.expires_in === 'number') expiresIn = body.expires_in;
       } catch {
         return json(res, 400, { error: 'invalid_request' });
       }
-      return json(res, 200, {
-        access_token: sign({ sub }, { expiresIn }),
-        token_type: 'Bearer',
-        expires_in: expiresIn,
-      });
+      const cookie = body.cookie;
+      if (cookie !== undefined && (typeof cookie !== 'string' || !COOKIE_NAME.test(cookie))) {
+        return json(res, 400, { error: 'invalid_request', error_description: 'bad cookie name' });
+      }
+      const cookieAttributes = 'Path=/; HttpOnly; SameSite=Strict';
+      if (path === '/dev/logout') {
+        if (!cookie) {
+          return json(res, 400, { error: 'invalid_request', error_description: 'no cookie' });
+        }
+        return json(res, 200, {}, { 'Set-Cookie': `${cookie}=; ${cookieAttributes}; Max-Age=0` });
+      }
+      const sub = typeof body.sub === 'string' && body.sub ? body.sub : 'patient-1';
+      const expiresIn = typeof body.expires_in === 'number' ? body.expires_in : 3600;
+      const token = sign({ sub }, { expiresIn });
+      if (cookie) {
+        // A session cookie (no Max-Age): it may outlive the token, so an expired login still
+        // reaches the broker and gets its 401, as with a real login server.
+        return json(
+          res,
+          200,
+          { token_type: 'cookie', cookie, expires_in: expiresIn },
+          { 'Set-Cookie': `${cookie}=${token}; ${cookieAttributes}` },
+        );
+      }
+      return json(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn });
     }
     if (down) return json(res, 503, { error: 'temporarily_unavailable' });
     if (path === '/.well-known/openid-configuration') {

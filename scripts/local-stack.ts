@@ -1,0 +1,97 @@
+/**
+ * The broker with built-in stand-ins for Cardscan, CertiScan and the identity provider, plus the
+ * demo page on its own origin, all on 127.0.0.1. Used by `npm run local` and the browser tests.
+ */
+import type { DestinationStream } from 'pino';
+import { createBroker } from '../src/broker';
+import { loadConfig } from '../src/config';
+import { createLogger } from '../src/http/logger';
+import { startListeners } from '../src/lifecycle';
+import { startCardscanStandIn, type CardscanStandIn } from '../test/stand-ins/cardscan';
+import { startCertiscanStandIn } from '../test/stand-ins/certiscan';
+import { startIdentityProvider, type IdentityProvider } from '../test/stand-ins/identity-provider';
+import { createAdminKey } from './admin-key';
+import { startDemoServer, type DemoPageConfig } from './demo-server';
+
+const CARDSCAN_KEY = 'secret_test_local_placeholder_key';
+const CERTISCAN_TOKEN = 'secret_test_local_certiscan_token';
+const AUDIENCE = 'cardscan-broker-local';
+/** The broker's AUTH_COOKIE_NAME in local mode, for the demo page's cookie variant. */
+export const LOCAL_COOKIE_NAME = 'cardscan_login';
+
+export interface LocalStackOptions {
+  /** Broker port; 0 picks a free one. */
+  port: number;
+  /** Demo page port; 0 picks a free one. */
+  demoPort: number;
+  logLevel: string;
+  /** Where the broker's log lines go; stdout when absent. */
+  logDestination?: DestinationStream;
+  /** Process-wide metrics (CPU, memory); on for `npm run local`. */
+  defaultMetrics?: boolean;
+  /** More broker variables, e.g. a lower RATE_LIMIT_PER_MINUTE for a test. */
+  env?: Record<string, string>;
+}
+
+export interface LocalStack {
+  brokerUrl: string;
+  /** The demo page; its origin is the only one in the broker's CORS_ORIGINS. */
+  demoUrl: string;
+  pageConfig: DemoPageConfig;
+  idp: IdentityProvider;
+  cardscan: CardscanStandIn;
+  /** A fresh admin key for this run only. */
+  adminKey: string;
+  close(): Promise<void>;
+}
+
+export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const idp = await startIdentityProvider({ audience: AUDIENCE });
+  const cardscan = await startCardscanStandIn({ apiKey: CARDSCAN_KEY });
+  const certiscan = await startCertiscanStandIn({ authToken: CERTISCAN_TOKEN });
+  const admin = createAdminKey('local-ops');
+  const pageConfig: DemoPageConfig = {
+    brokerUrl: '',
+    identityProviderUrl: idp.issuer,
+    cookieName: LOCAL_COOKIE_NAME,
+  };
+  // First the page's server, because its origin goes into the broker's CORS_ORIGINS.
+  const demo = await startDemoServer({ pageConfig: () => pageConfig, port: options.demoPort });
+
+  const { config } = loadConfig({
+    PORT: String(options.port),
+    HOST: '127.0.0.1',
+    CARDSCAN_API_KEY: CARDSCAN_KEY,
+    CARDSCAN_BASE_URL: cardscan.baseUrl,
+    AUTH_ISSUER: idp.issuer,
+    AUTH_AUDIENCE: AUDIENCE,
+    AUTH_COOKIE_NAME: LOCAL_COOKIE_NAME,
+    CORS_ORIGINS: demo.origin,
+    ADMIN_API_KEYS: admin.entry,
+    CERTISCAN_BASE_URL: certiscan.baseUrl,
+    CERTISCAN_AUTH_TOKEN: CERTISCAN_TOKEN,
+    SHUTDOWN_DELAY_MS: '0',
+    SHUTDOWN_TIMEOUT_MS: '3000',
+    LOG_LEVEL: options.logLevel,
+    ...options.env,
+  });
+  const logger = createLogger(config.logLevel, options.logDestination);
+  const broker = createBroker(config, { logger, defaultMetrics: options.defaultMetrics });
+  const running = await startListeners(broker.listeners, logger);
+  await broker.keys.warmUp();
+  pageConfig.brokerUrl = running.urls.public ?? '';
+
+  return {
+    brokerUrl: pageConfig.brokerUrl,
+    demoUrl: `${demo.origin}/`,
+    pageConfig,
+    idp,
+    cardscan,
+    adminKey: admin.key,
+    close: async () => {
+      await running.shutdown({ delayMs: 0, timeoutMs: 3000, startDraining: broker.startDraining });
+      await broker.close();
+      await Promise.all([demo.close(), idp.close(), cardscan.close(), certiscan.close()]);
+    },
+  };
+}
