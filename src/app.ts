@@ -41,7 +41,7 @@ function createCors(origins: string[]): RequestHandler[] {
       origin: origins,
       methods: ['GET', 'POST'],
       allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-      exposedHeaders: ['X-Request-Id', 'Retry-After'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
       credentials: true,
       maxAge: 600,
     }),
