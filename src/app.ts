@@ -53,6 +53,9 @@ export function createApp(deps: AppDeps): Express {
   const { config, logger, metrics } = deps;
   const app = express();
   app.disable('x-powered-by');
+  // Express's fallback handler shows stack traces unless env is production; ours answers first,
+  // but if it ever cannot, no stack may reach a client.
+  app.set('env', 'production');
   app.set('etag', false);
   app.set('trust proxy', config.server.trustProxy);
 

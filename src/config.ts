@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
@@ -173,10 +174,27 @@ const adminKeys = z.string().transform((value, ctx) => {
   return keys;
 });
 
-const trustProxy = z.string().transform((value): boolean | number | string => {
+/** What Express's `trust proxy` accepts besides booleans and hop counts. */
+function isTrustedProxyEntry(entry: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  if (rest.length > 0 || isIP(address) === 0) return false;
+  if (prefix === undefined) return true;
+  const max = isIP(address) === 4 ? 32 : 128;
+  return /^\d{1,3}$/.test(prefix) ? Number(prefix) <= max : isIP(prefix) === 4;
+}
+
+const trustProxy = z.string().transform((value, ctx): boolean | number | string => {
   if (value === 'true') return true;
   if (value === 'false') return false;
   if (/^\d+$/.test(value)) return Number(value);
+  if (!list(value).every(isTrustedProxyEntry)) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'must be true, false, a hop count, or comma-separated addresses/subnets (e.g. loopback, 10.0.0.0/8)',
+    });
+  }
   return value;
 });
 
@@ -199,9 +217,12 @@ const fields = z.object({
   AUTH_JWT_SECRET: atLeastBytes(32).optional(),
   AUTH_AUDIENCE: z.string().transform(list).optional(),
   AUTH_ALGORITHMS: z.string().transform(list).optional(),
+  // Plain ASCII: the name is echoed in 401 answers and their WWW-Authenticate header.
   AUTH_USER_ID_CLAIM: z
     .string()
-    .max(128, { message: 'must be at most 128 characters' })
+    .regex(/^[A-Za-z0-9_.:/-]{1,128}$/, {
+      message: 'must be 1 to 128 letters, digits or _ . : / -',
+    })
     .default('sub'),
   AUTH_COOKIE_NAME: z
     .string()
@@ -238,15 +259,23 @@ function keyKind(apiKey: string | undefined): 'test' | 'live' | undefined {
   return undefined;
 }
 
+function hostnameOf(url: string | undefined): string | undefined {
+  try {
+    return url ? new URL(url).hostname.toLowerCase() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Rules that tie several variables together; they read the raw values, so they run even when a field failed. */
 function crossChecks(env: Record<string, string>): string[] {
   const problems: string[] = [];
   const kind = keyKind(env.CARDSCAN_API_KEY);
-  const base = env.CARDSCAN_BASE_URL ?? '';
-  if (kind === 'live' && base.includes('sandbox.cardscan.ai')) {
+  const host = hostnameOf(env.CARDSCAN_BASE_URL);
+  if (kind === 'live' && host === new URL(CARDSCAN_SANDBOX_URL).hostname) {
     problems.push('CARDSCAN_BASE_URL: a live key cannot be used with the sandbox URL');
   }
-  if (kind === 'test' && base.includes('api.cardscan.ai')) {
+  if (kind === 'test' && host === new URL(CARDSCAN_LIVE_URL).hostname) {
     problems.push('CARDSCAN_BASE_URL: a test key cannot be used with the live URL');
   }
 
@@ -370,6 +399,16 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
 
   const config = build(parsed.data);
   const warnings: string[] = [];
+  if (config.auth.audience.length === 0) {
+    warnings.push(
+      'AUTH_AUDIENCE is not set: tokens minted for any other application of the same identity provider (or signed with the same secret) are accepted. Set it to the audience your app requests.',
+    );
+  }
+  if (config.auth.keys.kind === 'jwks' && !config.auth.issuer) {
+    warnings.push(
+      'AUTH_JWKS_URI without AUTH_ISSUER: tokens of every issuer that shares those keys (e.g. other tenants of a multi-tenant provider) are accepted. Set AUTH_ISSUER.',
+    );
+  }
   if (config.production && config.cardscan.keyKind === 'test') {
     warnings.push(
       'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',

@@ -48,11 +48,17 @@ export class AuthenticationError extends AppError {
   readonly title = 'Authentication required';
 
   /** `bearerError` goes into WWW-Authenticate (RFC 6750); absent when no credentials were sent. */
-  constructor(detail: string, bearerError?: BearerErrorCode, options?: { cause?: unknown }) {
+  constructor(
+    detail: string,
+    readonly bearerError?: BearerErrorCode,
+    options?: { cause?: unknown },
+  ) {
     super(detail, options);
     const params = ['realm="cardscan-broker"'];
     if (bearerError) {
-      params.push(`error="${bearerError}"`, `error_description="${detail.replace(/["\\]/g, '')}"`);
+      // Header-safe: visible ASCII only, no quotes or backslashes (RFC 6750 error_description).
+      const description = detail.replace(/[^\x20-\x7E]|["\\]/g, '');
+      params.push(`error="${bearerError}"`, `error_description="${description}"`);
     }
     this.headers['WWW-Authenticate'] = `Bearer ${params.join(', ')}`;
   }

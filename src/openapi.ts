@@ -8,6 +8,7 @@ const problem = (description: string) => ({
 const standardErrors = {
   '400': problem('Bad input: the detail names the field and why'),
   '401': problem('No or bad credentials; see WWW-Authenticate'),
+  '403': problem('A browser Origin not in CORS_ORIGINS, or a cookie login sent from another site'),
   '413': problem('Body larger than 100 kB'),
   '429': problem('Rate limited; see Retry-After'),
   '502': problem('The upstream refused the broker or answered nonsense'),

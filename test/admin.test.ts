@@ -68,7 +68,16 @@ describe('admin routes enabled on the main port', () => {
         expectProblem(res, 401);
         expect(res.headers['www-authenticate']).toBe('Bearer realm="cardscan-broker"');
         expect(h.certiscan.requests).toHaveLength(0);
-        expect(auditLines(h)).toHaveLength(0);
+        expect(auditLines(h)).toEqual([
+          expect.objectContaining({
+            audit: true,
+            actor: null,
+            action: 'admin.authenticate',
+            outcome: 'no_credentials',
+            status: 401,
+            requestId: res.headers['x-request-id'],
+          }),
+        ]);
       },
     );
 
@@ -84,6 +93,10 @@ describe('admin routes enabled on the main port', () => {
       expectProblem(res, 401);
       expect(res.headers['www-authenticate']).toContain('error="invalid_token"');
       expect(h.certiscan.requests).toHaveLength(0);
+      expect(auditLines(h)).toEqual([
+        expect.objectContaining({ actor: null, outcome: 'invalid_token', path: path }),
+      ]);
+      expect(h.logs.text()).not.toContain('secret_test_admin_key_wrong_0003');
     });
 
     test('when the Authorization header is not Bearer, then it is a 401 invalid_request', async () => {

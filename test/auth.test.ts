@@ -263,6 +263,25 @@ describe('user id options', () => {
         await request(h.app).get('/cardscan-session'),
         /no bearer token and no app_session cookie/,
       );
+
+      const tossed = await request(h.app)
+        .get('/cardscan-session')
+        .set(
+          'Cookie',
+          `app_session=${h.tokenFor('attacker')}; app_session=${h.tokenFor('victim')}`,
+        );
+      expectUnauthorized(tossed, /app_session cookie is sent more than once/);
+
+      const before = h.cardscan.requests.length;
+      const crossSite = await request(h.app)
+        .get('/cardscan-session')
+        .set('Sec-Fetch-Site', 'cross-site')
+        .set('Cookie', `app_session=${h.tokenFor('cookie-user')}`);
+      expect(crossSite.status).toBe(403);
+      expect(crossSite.body.detail).toMatch(
+        /cookie login is not accepted on a request from another site/,
+      );
+      expect(h.cardscan.requests.length).toBe(before);
     } finally {
       await h.close();
     }

@@ -35,6 +35,11 @@ if (!hasChromium) {
   );
 }
 
+// CI installs Chromium; there a missing browser is a broken CI, not a reason to skip.
+if (process.env.CI && !hasChromium) {
+  throw new Error(`CI=true but ${CHROMIUM} is missing: .ci/run should have installed it`);
+}
+
 interface LoggedRequest {
   method: string;
   path: string;

@@ -39,7 +39,7 @@ describe('defaults', () => {
     expect(config.upstream.timeoutMs).toBe(5000);
     expect(config.rateLimit).toEqual({ perMinute: 30, redisUrl: undefined });
     expect(config.logLevel).toBe('info');
-    expect(warnings).toEqual([]);
+    expect(warnings).toEqual([expect.stringMatching(/^AUTH_AUDIENCE is not set/)]);
     expect(Object.isFrozen(config.auth)).toBe(true);
   });
 
@@ -99,6 +99,32 @@ describe('defaults', () => {
     expect(config.admin?.keys[0]?.sha256.toString('hex')).toBe(hash);
     expect(config.admin?.port).toBe(9090);
     expect(config.certiscan.authToken).toBe('secret_test_certiscan');
+  });
+
+  test('when JWKS keys come without AUTH_ISSUER or AUTH_AUDIENCE, then both gaps are warned about', () => {
+    const { warnings } = loadConfig({
+      CARDSCAN_API_KEY: minimal.CARDSCAN_API_KEY,
+      AUTH_JWKS_URI: 'https://login.example.com/jwks.json',
+    });
+    expect(warnings).toEqual([
+      expect.stringMatching(/^AUTH_AUDIENCE is not set/),
+      expect.stringMatching(/^AUTH_JWKS_URI without AUTH_ISSUER/),
+    ]);
+    const pinned = loadConfig({
+      CARDSCAN_API_KEY: minimal.CARDSCAN_API_KEY,
+      AUTH_JWKS_URI: 'https://login.example.com/jwks.json',
+      AUTH_ISSUER: 'https://login.example.com/',
+      AUTH_AUDIENCE: 'my-app',
+    });
+    expect(pinned.warnings).toEqual([]);
+  });
+
+  test('when TRUST_PROXY is a hop count, a boolean or a subnet list, then it is kept for Express', () => {
+    expect(loadConfig({ ...minimal, TRUST_PROXY: '2' }).config.server.trustProxy).toBe(2);
+    expect(loadConfig({ ...minimal, TRUST_PROXY: 'true' }).config.server.trustProxy).toBe(true);
+    expect(
+      loadConfig({ ...minimal, TRUST_PROXY: 'loopback, 10.0.0.0/8, ::1' }).config.server.trustProxy,
+    ).toBe('loopback, 10.0.0.0/8, ::1');
   });
 
   test('when NODE_ENV=production with a test key, then a loud warning says the sandbox is not for PHI', () => {
@@ -182,6 +208,24 @@ describe('problems', () => {
   test('when http:// points at loopback, then it is allowed (the stand-ins)', () => {
     const { config } = loadConfig({ ...minimal, CARDSCAN_BASE_URL: 'http://127.0.0.1:9999/v1/' });
     expect(config.cardscan.baseUrl).toBe('http://127.0.0.1:9999/v1');
+  });
+
+  test('when the key and URL mismatch only in letter case, then it is still refused', () => {
+    expect(problemsOf({ ...minimal, CARDSCAN_BASE_URL: 'https://API.cardscan.ai/v1' })).toEqual([
+      'CARDSCAN_BASE_URL: a test key cannot be used with the live URL',
+    ]);
+  });
+
+  test('when TRUST_PROXY is not something Express understands, then it is a config problem, not a crash', () => {
+    expect(problemsOf({ ...minimal, TRUST_PROXY: 'garbage' })).toEqual([
+      'TRUST_PROXY: must be true, false, a hop count, or comma-separated addresses/subnets (e.g. loopback, 10.0.0.0/8)',
+    ]);
+  });
+
+  test('when AUTH_USER_ID_CLAIM holds characters unfit for a header, then it is refused', () => {
+    expect(problemsOf({ ...minimal, AUTH_USER_ID_CLAIM: '患者_id' })).toEqual([
+      'AUTH_USER_ID_CLAIM: must be 1 to 128 letters, digits or _ . : / -',
+    ]);
   });
 
   test('when the HMAC secret is shorter than 32 bytes, then it is refused', () => {

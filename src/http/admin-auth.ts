@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { AdminKey } from '../config';
 import { AuthenticationError } from '../errors';
+import type { Logger } from './logger';
 
 /** Admin keys are short random strings; anything longer is refused before it is hashed. */
 const MAX_KEY_LENGTH = 512;
@@ -21,17 +22,44 @@ export function adminActorOf(res: Response): string {
  * in constant time, all of them every time, so neither the answer time nor the order of
  * ADMIN_API_KEYS tells a caller how close a guess came.
  */
-export function createAdminAuthenticator(keys: readonly AdminKey[]): RequestHandler {
+export function createAdminAuthenticator(
+  keys: readonly AdminKey[],
+  logger: Logger,
+): RequestHandler {
+  /** Refused attempts are audited too: someone guessing admin keys must show up in the audit trail. */
+  const refuse = (req: Request, error: AuthenticationError): AuthenticationError => {
+    logger.warn(
+      {
+        audit: true,
+        actor: null,
+        action: 'admin.authenticate',
+        method: req.method,
+        path: (req.baseUrl + req.path).slice(0, 256),
+        outcome: error.bearerError ?? 'no_credentials',
+        status: 401,
+        requestId: String(req.id),
+      },
+      'audit: admin authentication refused',
+    );
+    return error;
+  };
+
   return (req, res, next) => {
     const header = req.headers.authorization;
     if (header === undefined) {
-      throw new AuthenticationError('send an admin key: Authorization: Bearer <admin key>');
+      throw refuse(
+        req,
+        new AuthenticationError('send an admin key: Authorization: Bearer <admin key>'),
+      );
     }
     const key = BEARER.exec(header)?.[1];
     if (!key || key.length > MAX_KEY_LENGTH) {
-      throw new AuthenticationError(
-        'the Authorization header must be "Bearer <admin key>"',
-        'invalid_request',
+      throw refuse(
+        req,
+        new AuthenticationError(
+          'the Authorization header must be "Bearer <admin key>"',
+          'invalid_request',
+        ),
       );
     }
     const presented = createHash('sha256').update(key, 'utf8').digest();
@@ -41,7 +69,7 @@ export function createAdminAuthenticator(keys: readonly AdminKey[]): RequestHand
       if (matches && actor === undefined) actor = candidate.name;
     }
     if (actor === undefined) {
-      throw new AuthenticationError('the admin key is not valid', 'invalid_token');
+      throw refuse(req, new AuthenticationError('the admin key is not valid', 'invalid_token'));
     }
     (res.locals as Record<symbol, string>)[ACTOR] = actor;
     next();

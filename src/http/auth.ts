@@ -3,7 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { expressjwt, UnauthorizedError as JwtLibraryError } from 'express-jwt';
 import jwt, { type JwtPayload } from 'jsonwebtoken';
 import type { AuthConfig } from '../config';
-import { AppError, AuthenticationError } from '../errors';
+import { AppError, AuthenticationError, ForbiddenError } from '../errors';
 import type { SigningKeyStore } from './signing-keys';
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
@@ -13,20 +13,39 @@ export const MAX_TOKEN_LENGTH = 8192;
 const MAX_USER_ID_LENGTH = 256;
 const BEARER = /^Bearer +([A-Za-z0-9._~+/=-]+) *$/i;
 
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(';')) {
+/** Every value of the named cookie: a name sent twice is a sign of cookie tossing. */
+function cookieValues(header: string | undefined, name: string): string[] {
+  const values: string[] = [];
+  for (const part of header?.split(';') ?? []) {
     const index = part.indexOf('=');
     if (index > 0 && part.slice(0, index).trim() === name) {
-      const value = part.slice(index + 1).trim();
       try {
-        return decodeURIComponent(value) || undefined;
+        values.push(decodeURIComponent(part.slice(index + 1).trim()));
       } catch {
-        return undefined;
+        values.push('');
       }
     }
   }
-  return undefined;
+  return values;
+}
+
+function tokenFromCookie(req: Request, cookieName: string): string | undefined {
+  const values = cookieValues(req.headers.cookie, cookieName);
+  if (values.length === 0) return undefined;
+  // Another site (e.g. a sibling subdomain) may plant a second cookie of the same name, hoping
+  // the victim's card lands in the attacker's Cardscan identity: refuse the ambiguity.
+  if (values.length > 1) {
+    throw new AuthenticationError(
+      `the ${cookieName} cookie is sent more than once`,
+      'invalid_request',
+    );
+  }
+  // Allowed origins were checked before; a cross-site request without Origin (a no-cors GET,
+  // a link) must not ride on the user's cookie.
+  if (req.headers.origin === undefined && req.headers['sec-fetch-site'] === 'cross-site') {
+    throw new ForbiddenError('a cookie login is not accepted on a request from another site');
+  }
+  return values[0];
 }
 
 function tokenFrom(req: Request, cookieName: string | undefined): string {
@@ -41,7 +60,7 @@ function tokenFrom(req: Request, cookieName: string | undefined): string {
       );
     }
   } else if (cookieName) {
-    token = cookieValue(req.headers.cookie, cookieName);
+    token = tokenFromCookie(req, cookieName);
   }
   if (!token) {
     throw new AuthenticationError(

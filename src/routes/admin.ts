@@ -199,7 +199,7 @@ export function createAdminRouter(deps: AdminRouteDeps): Router {
     res.set('Cache-Control', 'no-store');
     next();
   });
-  router.use('/admin', createAdminAuthenticator(deps.keys));
+  router.use('/admin', createAdminAuthenticator(deps.keys, logger));
   router
     .route('/admin/worktokens')
     .post(create)

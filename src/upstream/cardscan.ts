@@ -6,7 +6,8 @@ import type { UpstreamClient } from './upstream-client';
 const accessTokenBody = z.object({
   Token: z.string().min(1),
   IdentityId: z.string().min(1),
-  session_id: z.string().min(1).optional(),
+  // Optional in the vendor's docs: null or empty counts as absent rather than breaking the session.
+  session_id: z.string().nullish(),
 });
 
 export interface CardscanSession {
@@ -27,8 +28,9 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
   async function fetchToken(userId: string, requestId: string): Promise<CardscanSession> {
     const { body } = await upstream.send({
       method: 'GET',
-      path: '/access-token',
-      params: { user_id: userId },
+      // Encoded by hand: axios writes a space as "+", which a server may read as a literal plus,
+      // and "a b" and "a+b" must never become one Cardscan user.
+      path: `/access-token?user_id=${encodeURIComponent(userId)}`,
       requestId,
       retry: true,
     });
@@ -43,7 +45,7 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
     return {
       token: parsed.data.Token,
       identityId: parsed.data.IdentityId,
-      sessionId: parsed.data.session_id,
+      sessionId: parsed.data.session_id || undefined,
     };
   }
 

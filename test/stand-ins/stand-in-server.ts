@@ -14,6 +14,8 @@ export interface RecordedRequest {
   /** Path as received, without the query string. */
   path: string;
   query: Record<string, string>;
+  /** The query string exactly as received, e.g. `?user_id=a%20b`. */
+  rawQuery: string;
   headers: http.IncomingHttpHeaders;
   /** Parsed JSON body, or the raw text when it is not JSON, or undefined when empty. */
   body: unknown;
@@ -85,6 +87,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       method: req.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
+      rawQuery: url.search,
       headers: req.headers,
       body: await readBody(req),
     };
