@@ -9,6 +9,7 @@ import { createUserRateLimit } from './http/rate-limit';
 import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
 import { createSessionRouter } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
+import type { BreakerSettings } from './upstream/circuit-breaker';
 import { createUpstreamClient } from './upstream/upstream-client';
 
 export interface Broker {
@@ -28,6 +29,8 @@ export interface BrokerOptions {
   logger: Logger;
   /** Process-wide metrics (CPU, memory, event loop); off in tests that build many brokers. */
   defaultMetrics?: boolean;
+  /** Circuit breaker numbers for the upstream clients; tests shrink them. Defaults: the contract. */
+  breaker?: Partial<BreakerSettings>;
 }
 
 /** Wires every part from the config: the one place that knows which concrete pieces are used. */
@@ -46,6 +49,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       bearerToken: config.cardscan.apiKey,
       credentialVariable: 'CARDSCAN_API_KEY',
       timeoutMs: config.upstream.timeoutMs,
+      breaker: options.breaker,
       metrics,
       logger,
     }),

@@ -1,5 +1,5 @@
 import type { Express } from 'express';
-import { createBroker, type Broker } from '../../src/broker';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/broker';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/http/logger';
 import { startCardscanStandIn, type CardscanStandIn } from '../stand-ins/cardscan';
@@ -33,7 +33,12 @@ export type AuthMode = 'jwks' | 'issuer' | 'secret';
  * (undefined) any variable.
  */
 export async function startHarness(
-  options: { auth?: AuthMode; env?: Record<string, string | undefined> } = {},
+  options: {
+    auth?: AuthMode;
+    env?: Record<string, string | undefined>;
+    /** Breaker numbers for the broker. */
+    broker?: Pick<BrokerOptions, 'breaker'>;
+  } = {},
 ): Promise<Harness> {
   const idp = await startIdentityProvider({ audience: AUDIENCE });
   const cardscan = await startCardscanStandIn({ apiKey: TEST_CARDSCAN_KEY });
@@ -54,7 +59,10 @@ export async function startHarness(
   };
   const { config } = loadConfig(env);
   const logs = new LogCapture();
-  const broker = createBroker(config, { logger: createLogger(config.logLevel, logs) });
+  const broker = createBroker(config, {
+    logger: createLogger(config.logLevel, logs),
+    ...options.broker,
+  });
   await broker.keys.warmUp();
   return {
     idp,
