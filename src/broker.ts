@@ -31,6 +31,8 @@ export interface BrokerOptions {
   defaultMetrics?: boolean;
   /** Circuit breaker numbers for the upstream clients; tests shrink them. Defaults: the contract. */
   breaker?: Partial<BreakerSettings>;
+  /** The clock of the signing-key cache; tests move it instead of waiting. */
+  now?: () => number;
 }
 
 /** Wires every part from the config: the one place that knows which concrete pieces are used. */
@@ -40,6 +42,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   const keys = createSigningKeyStore(config.auth.keys, {
     fetchTimeoutMs: config.upstream.timeoutMs,
     logger,
+    now: options.now,
   });
   const cardscan = createCardscanClient(
     createUpstreamClient({
@@ -58,7 +61,12 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   let draining = false;
   const notReadyReason = (): string | undefined => {
     if (draining) return 'shutting down';
-    if (!keys.hasKeys()) return 'no signing keys fetched yet';
+    if (!keys.hasKeys()) {
+      // The probe retries the fetch (at most once per 30 s): a replica that started during an
+      // identity-provider outage gets no traffic to trigger it and would never become ready.
+      void keys.warmUp();
+      return 'no signing keys fetched yet';
+    }
     return undefined;
   };
 

@@ -36,8 +36,8 @@ export async function startHarness(
   options: {
     auth?: AuthMode;
     env?: Record<string, string | undefined>;
-    /** Breaker numbers for the broker. */
-    broker?: Pick<BrokerOptions, 'breaker'>;
+    /** Breaker numbers and clock for the broker. */
+    broker?: Pick<BrokerOptions, 'breaker' | 'now'>;
   } = {},
 ): Promise<Harness> {
   const idp = await startIdentityProvider({ audience: AUDIENCE });

@@ -38,6 +38,8 @@ export interface StandIn {
   queue(...modes: Mode[]): void;
   /** Delay before each answer, for slow-upstream drills. */
   setDelay(ms: number): void;
+  /** Holds every answer from now on until the returned function is called. */
+  hold(): () => void;
   close(): Promise<void>;
 }
 
@@ -78,6 +80,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   let mode: Mode = 'ok';
   const queued: Mode[] = [];
   let delayMs = 0;
+  let gate: Promise<void> = Promise.resolve();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://stand-in');
@@ -92,6 +95,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const current = queued.shift() ?? mode;
     if (current === 'hang') return; // never answers; close() cuts it
     if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await gate;
     switch (current) {
       case 'drop':
         req.socket.destroy();
@@ -126,6 +130,16 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     },
     setDelay: (ms) => {
       delayMs = ms;
+    },
+    hold: () => {
+      let release = () => {};
+      gate = new Promise((resolve) => {
+        release = () => {
+          gate = Promise.resolve();
+          resolve();
+        };
+      });
+      return release;
     },
     close: async () => {
       server.closeAllConnections();
