@@ -6,6 +6,7 @@ import type { ListenerSpec } from './lifecycle';
 import type { Logger } from './http/logger';
 import { createMetrics, type Metrics } from './http/metrics';
 import { createUserRateLimit } from './http/rate-limit';
+import { createRedisRateLimitStore } from './http/redis-rate-limit-store';
 import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
 import { createSessionRouter } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
@@ -17,7 +18,7 @@ export interface Broker {
   app: Express;
   /** What to listen on: the public app, and the admin app when it has a port of its own. */
   listeners: ListenerSpec[];
-  /** Closes upstream connections; call after the listeners stopped. */
+  /** Closes upstream and Redis connections; call after the listeners stopped. */
   close(): Promise<void>;
   keys: SigningKeyStore;
   metrics: Metrics;
@@ -57,6 +58,9 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       logger,
     }),
   );
+  const redis = config.rateLimit.redisUrl
+    ? createRedisRateLimitStore({ url: config.rateLimit.redisUrl, logger, metrics })
+    : undefined;
 
   let draining = false;
   const notReadyReason = (): string | undefined => {
@@ -72,7 +76,11 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
 
   const session = createSessionRouter({
     authenticate: createAuthenticator(config.auth, keys).authenticate,
-    rateLimit: createUserRateLimit({ perMinute: config.rateLimit.perMinute }),
+    rateLimit: createUserRateLimit({
+      perMinute: config.rateLimit.perMinute,
+      store: redis?.store,
+      logger,
+    }),
     cardscan,
   });
 
@@ -82,6 +90,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     listeners: [{ name: 'public', app, port: config.server.port, host: config.server.host }],
     close: async () => {
       cardscan.close();
+      await redis?.close();
     },
     keys,
     metrics,
