@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
@@ -40,14 +40,21 @@ export async function startListeners(
 ): Promise<RunningListeners> {
   const servers = await Promise.all(specs.map(start));
   let closing = false;
+  const inFlight = new Set<ServerResponse>();
   const urls: Record<string, string> = {};
   servers.forEach((server, index) => {
     const spec = specs[index] as ListenerSpec;
     const { address, port } = server.address() as AddressInfo;
     urls[spec.name] = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
-    // Once closing, each answer also closes its keep-alive connection, so clients move on.
+    // Once closing, each answer also closes its keep-alive connection, so clients move on and
+    // close() does not wait out the keep-alive timeout of a connection that was busy meanwhile.
     server.on('request', (_req, res) => {
-      if (closing) res.setHeader('Connection', 'close');
+      if (closing) {
+        res.setHeader('Connection', 'close');
+        return;
+      }
+      inFlight.add(res);
+      res.once('close', () => inFlight.delete(res));
     });
   });
   logger.info({ urls }, 'listening');
@@ -60,6 +67,7 @@ export async function startListeners(
       logger.info({ delayMs }, 'draining: /readyz answers 503, still serving');
       await sleep(delayMs);
       closing = true;
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const closed = Promise.all(
         servers.map(
           (server) =>
