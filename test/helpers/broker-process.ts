@@ -10,7 +10,7 @@ export interface BrokerProcess {
   child: ChildProcess;
   /** http://127.0.0.1:PORT of the public listener. */
   url: string;
-  /** Every line it wrote, stdout and stderr. */
+  /** The lines it wrote, stdout and stderr (those `retain` kept). */
   output: string[];
   /** Resolves with the exit code (or the signal's name) once it exited. */
   exited: Promise<number | string>;
@@ -24,7 +24,13 @@ export interface BrokerProcess {
  * The real server (src/server.ts through tsx) as a child process on 127.0.0.1 and a free port,
  * configured by `env` alone, the way a container runs it.
  */
-export async function spawnBroker(env: Record<string, string>): Promise<BrokerProcess> {
+export async function spawnBroker(
+  env: Record<string, string>,
+  options: {
+    /** Which lines `output` keeps (all by default); a long load run drops the per-request ones. */
+    retain?: (line: string) => boolean;
+  } = {},
+): Promise<BrokerProcess> {
   const child = spawn(process.execPath, ['--require', 'tsx/cjs', 'src/server.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env },
@@ -32,8 +38,9 @@ export async function spawnBroker(env: Record<string, string>): Promise<BrokerPr
   });
   const output: string[] = [];
   const waiters: { message: string; resolve: () => void }[] = [];
+  const retain = options.retain ?? (() => true);
   const onLine = (line: string) => {
-    output.push(line);
+    if (retain(line)) output.push(line);
     let msg: unknown;
     try {
       msg = (JSON.parse(line) as { msg?: unknown }).msg;
