@@ -22,7 +22,9 @@ export const REDIS_SERVER_BINARY = (process.env.PATH ?? '')
 export function warnWhenRedisMissing(): void {
   if (!REDIS_SERVER_BINARY) {
     console.warn(
-      'redis-server is not installed: the Redis tests are SKIPPED. Install it (apt-get install redis-server) or run .ci/run.',
+      `redis-server is not installed: the Redis tests that start their own server are SKIPPED${
+        process.env.TEST_REDIS_URL ? ' (those that only need one use TEST_REDIS_URL)' : ''
+      }. Install it (apt-get install redis-server) or run .ci/run.`,
     );
   }
 }
