@@ -6,6 +6,7 @@ import type { ListenerSpec } from './lifecycle';
 import type { Logger } from './http/logger';
 import { createMetrics, type Metrics } from './http/metrics';
 import { createUserRateLimit } from './http/rate-limit';
+import { createRedisRateLimitStore } from './http/redis-rate-limit-store';
 import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
 import { createAdminRouter } from './routes/admin';
 import { createSessionRouter } from './routes/session';
@@ -15,6 +16,7 @@ import {
   createCertiscanClient,
   type CertiscanClient,
 } from './upstream/certiscan';
+import type { BreakerSettings } from './upstream/circuit-breaker';
 import { createUpstreamClient } from './upstream/upstream-client';
 
 export interface Broker {
@@ -34,7 +36,9 @@ export interface BrokerOptions {
   logger: Logger;
   /** Process-wide metrics (CPU, memory, event loop); off in tests that build many brokers. */
   defaultMetrics?: boolean;
-  /** Milliseconds since the epoch; tests move it to cross the key refetch interval. */
+  /** Circuit breaker numbers for the upstream clients; tests shrink them. Defaults: the contract. */
+  breaker?: Partial<BreakerSettings>;
+  /** The clock of the signing-key cache; tests move it instead of waiting. */
   now?: () => number;
 }
 
@@ -44,7 +48,12 @@ interface AdminParts {
 }
 
 /** The admin router and its CertiScan client, or undefined when ADMIN_API_KEYS is unset. */
-function createAdmin(config: Config, metrics: Metrics, logger: Logger): AdminParts | undefined {
+function createAdmin(
+  config: Config,
+  metrics: Metrics,
+  logger: Logger,
+  breaker: Partial<BreakerSettings> | undefined,
+): AdminParts | undefined {
   if (!config.admin) return undefined;
   const { authToken } = config.certiscan;
   // loadConfig already refuses admin without a token; this keeps the types honest.
@@ -58,6 +67,7 @@ function createAdmin(config: Config, metrics: Metrics, logger: Logger): AdminPar
       credentialVariable: 'CERTISCAN_AUTH_TOKEN',
       timeoutMs: config.upstream.timeoutMs,
       passThroughStatuses: CERTISCAN_PASS_THROUGH_STATUSES,
+      breaker,
       metrics,
       logger,
     }),
@@ -85,25 +95,38 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       bearerToken: config.cardscan.apiKey,
       credentialVariable: 'CARDSCAN_API_KEY',
       timeoutMs: config.upstream.timeoutMs,
+      breaker: options.breaker,
       metrics,
       logger,
     }),
   );
+  const redis = config.rateLimit.redisUrl
+    ? createRedisRateLimitStore({ url: config.rateLimit.redisUrl, logger, metrics })
+    : undefined;
 
   let draining = false;
   const notReadyReason = (): string | undefined => {
     if (draining) return 'shutting down';
-    if (!keys.hasKeys()) return 'no signing keys fetched yet';
+    if (!keys.hasKeys()) {
+      // The probe retries the fetch (at most once per 30 s): a replica that started during an
+      // identity-provider outage gets no traffic to trigger it and would never become ready.
+      void keys.warmUp();
+      return 'no signing keys fetched yet';
+    }
     return undefined;
   };
 
   const session = createSessionRouter({
     authenticate: createAuthenticator(config.auth, keys).authenticate,
-    rateLimit: createUserRateLimit({ perMinute: config.rateLimit.perMinute }),
+    rateLimit: createUserRateLimit({
+      perMinute: config.rateLimit.perMinute,
+      store: redis?.store,
+      logger,
+    }),
     cardscan,
   });
 
-  const admin = createAdmin(config, metrics, logger);
+  const admin = createAdmin(config, metrics, logger, options.breaker);
   // With ADMIN_PORT the admin routes get a listener of their own and the public one never has them.
   const adminPort = config.admin?.port;
   const adminOnPublic = admin !== undefined && adminPort === undefined;
@@ -135,6 +158,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     close: async () => {
       cardscan.close();
       admin?.certiscan.close();
+      await redis?.close();
     },
     keys,
     metrics,

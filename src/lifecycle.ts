@@ -49,18 +49,22 @@ export async function startListeners(
 ): Promise<RunningListeners> {
   const servers = await Promise.all(specs.map(start));
   let closing = false;
-  const active = new Set<ServerResponse>();
+  const inFlight = new Set<ServerResponse>();
   const urls: Record<string, string> = {};
   servers.forEach((server, index) => {
     const spec = specs[index] as ListenerSpec;
     const { address, port } = server.address() as AddressInfo;
     urls[spec.name] = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
     // Once closing, every answer also closes its keep-alive connection, so clients move on and
-    // server.close() is not held up by idle sockets.
-    server.on('request', (_req, res: ServerResponse) => {
-      if (closing) res.setHeader('Connection', 'close');
-      active.add(res);
-      res.once('close', () => active.delete(res));
+    // close() does not wait out the keep-alive timeout of a connection that was busy meanwhile.
+    // Prepended, so it runs before Express answers (a synchronous answer has sent its headers).
+    server.prependListener('request', (_req, res: ServerResponse) => {
+      if (closing) {
+        if (!res.headersSent) res.setHeader('Connection', 'close');
+        return;
+      }
+      inFlight.add(res);
+      res.once('close', () => inFlight.delete(res));
     });
   });
   logger.info({ urls }, 'listening');
@@ -73,7 +77,7 @@ export async function startListeners(
       logger.info({ delayMs }, 'draining: /readyz answers 503, still serving');
       await sleep(delayMs);
       closing = true;
-      for (const res of active) if (!res.headersSent) res.setHeader('Connection', 'close');
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const closed = Promise.all(
         servers.map(
           (server) =>

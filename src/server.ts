@@ -4,6 +4,9 @@ import { ConfigError, loadConfig } from './config';
 import { createLogger } from './http/logger';
 import { startListeners } from './lifecycle';
 
+/** Kept from the drain to close upstream and Redis connections before SHUTDOWN_TIMEOUT_MS. */
+const CLOSE_RESERVE_MS = 1000;
+
 /** The only module that reads process.env, listens and handles signals. */
 async function main(): Promise<void> {
   dotenv.config({ quiet: true });
@@ -35,10 +38,16 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    const { shutdownDelayMs, shutdownTimeoutMs } = config.server;
+    // The last resort if closing a connection hangs: the orchestrator must not have to SIGKILL.
+    setTimeout(() => {
+      logger.error('shutdown did not finish within SHUTDOWN_TIMEOUT_MS: exiting');
+      process.exit(1);
+    }, shutdownTimeoutMs).unref();
     running
       .shutdown({
-        delayMs: config.server.shutdownDelayMs,
-        timeoutMs: config.server.shutdownTimeoutMs,
+        delayMs: shutdownDelayMs,
+        timeoutMs: shutdownTimeoutMs - Math.min(CLOSE_RESERVE_MS, shutdownTimeoutMs / 4),
         startDraining: broker.startDraining,
       })
       .then(() => broker.close())

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { UpstreamName } from '../errors';
 
 /** How an upstream call ended; a small fixed set, so it is safe as a label. */
@@ -12,11 +12,18 @@ export type UpstreamOutcome =
   | 'unreachable'
   | 'circuit-open';
 
+export type CircuitState = 'closed' | 'open' | 'half-open';
+const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half-open'];
+
 export interface Metrics {
   registry: Registry;
   /** Counts and times every request by route template (never the raw path) and status. */
   httpMiddleware: RequestHandler;
   observeUpstream(upstream: UpstreamName, outcome: UpstreamOutcome, seconds: number): void;
+  /** One series per state, 1 for the current one: `upstream_circuit_state{state="open"} == 1` alerts. */
+  setCircuitState(upstream: UpstreamName, state: CircuitState): void;
+  /** A rate-limit store (Redis) call failed and the request was served without the limit. */
+  countRateLimitStoreError(): void;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -41,6 +48,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registers: [registry],
   });
 
+  const circuitState = new Gauge({
+    name: 'upstream_circuit_state',
+    help: 'Circuit breaker state per upstream: 1 for the current state, 0 for the others',
+    labelNames: ['upstream', 'state'] as const,
+    registers: [registry],
+  });
+  const rateLimitStoreErrors = new Counter({
+    name: 'rate_limit_store_errors_total',
+    help: 'Rate-limit store (Redis) failures; each such request was served without the limit',
+    registers: [registry],
+  });
+
   const httpMiddleware: RequestHandler = (req, res, next) => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
@@ -56,6 +75,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     httpMiddleware,
     observeUpstream(upstream, outcome, seconds) {
       upstreamCalls.observe({ upstream, outcome }, seconds);
+    },
+    setCircuitState(upstream, state) {
+      for (const each of CIRCUIT_STATES) {
+        circuitState.set({ upstream, state: each }, each === state ? 1 : 0);
+      }
+    },
+    countRateLimitStoreError() {
+      rateLimitStoreErrors.inc();
     },
   };
 }

@@ -1,7 +1,13 @@
 import type { Request, RequestHandler } from 'express';
-import { rateLimit, type RateLimitInfo, type Store } from 'express-rate-limit';
+import {
+  rateLimit,
+  type Logger as LimiterLogger,
+  type RateLimitInfo,
+  type Store,
+} from 'express-rate-limit';
 import { RateLimitedError } from '../errors';
 import { userIdOf } from './auth';
+import type { Logger } from './logger';
 
 const WINDOW_MS = 60_000;
 
@@ -9,6 +15,22 @@ export interface UserRateLimitOptions {
   perMinute: number;
   /** A shared store (Redis) for several replicas; each replica counts alone without one. */
   store?: Store;
+  logger: Logger;
+}
+
+/**
+ * express-rate-limit logs to the console by default, and a store failure once per request. The
+ * store counts and logs its own failures once per outage, so those lines go to debug here.
+ */
+function limiterLogger(logger: Logger): LimiterLogger {
+  const reason = (error: unknown) => (error instanceof Error ? error.message : 'unknown');
+  return {
+    warn: (error, message) => logger.warn({ reason: reason(error) }, message ?? 'rate limiter'),
+    error: (error, message) => {
+      const level = message?.includes('store') ? 'debug' : 'error';
+      logger[level]({ reason: reason(error) }, message ?? 'rate limiter');
+    },
+  };
 }
 
 /** Per verified user, so it must run after authentication. */
@@ -17,6 +39,9 @@ export function createUserRateLimit(options: UserRateLimitOptions): RequestHandl
     windowMs: WINDOW_MS,
     limit: options.perMinute,
     store: options.store,
+    // A store that fails (Redis unreachable) lets the request through: fail open.
+    passOnStoreError: true,
+    logger: limiterLogger(options.logger),
     standardHeaders: 'draft-7',
     legacyHeaders: false,
     keyGenerator: (_req, res) => `session:${userIdOf(res)}`,

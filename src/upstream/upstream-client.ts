@@ -5,6 +5,7 @@ import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { UpstreamError, type UpstreamFailure, type UpstreamName } from '../errors';
 import type { Logger } from '../http/logger';
 import type { Metrics, UpstreamOutcome } from '../http/metrics';
+import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
 
 export interface UpstreamRequest {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -38,13 +39,15 @@ export interface UpstreamClientOptions {
   passThroughStatuses?: readonly number[];
   /** Default 2. */
   maxRetries?: number;
+  /** Circuit breaker numbers; the defaults are the contract (interface.md, "Resilience"). */
+  breaker?: Partial<BreakerSettings>;
   metrics: Metrics;
   logger: Logger;
 }
 
 export interface UpstreamClient {
   send(request: UpstreamRequest): Promise<UpstreamResponse>;
-  /** Closes the kept-alive connections, for shutdown. */
+  /** Closes the kept-alive connections and stops the breaker's timers, for shutdown. */
   close(): void;
 }
 
@@ -76,6 +79,19 @@ function messageOf(body: unknown): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * What the circuit breaker counts as a failure: the upstream did not answer usefully (5xx, timeout,
+ * refused or dropped connection, unreadable body). A 4xx other than 408/429 is an answer about the
+ * request; so is 401/403: our credentials are wrong but the upstream is healthy, and an open
+ * breaker would hide the 502 and the log line that names the credential to fix.
+ */
+export function isBreakerFailure(error: unknown): boolean {
+  if (!(error instanceof UpstreamError)) return true;
+  const status = error.upstreamStatus;
+  const answered = status !== undefined && status >= 400 && status < 500;
+  return !(answered && status !== 408 && status !== 429);
 }
 
 function parseJson(text: unknown): { ok: true; value: unknown } | { ok: false } {
@@ -162,7 +178,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     return new Failure('bad-response', `${label} dropped the connection`, true);
   }
 
-  return {
+  const breaker = createUpstreamBreaker({
+    name,
+    label,
+    settings: options.breaker,
+    isFailure: isBreakerFailure,
+    metrics,
+    logger,
+  });
+
+  /** One call with its retries and deadline; `send` runs it through the breaker. */
+  const unguarded: UpstreamClient = {
     close() {
       httpAgent.destroy();
       httpsAgent.destroy();
@@ -232,5 +258,12 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         upstreamStatus: result.upstreamStatus,
       });
     },
+  };
+  return {
+    close() {
+      breaker.shutdown();
+      unguarded.close();
+    },
+    send: (request) => breaker.run(() => unguarded.send(request)),
   };
 }

@@ -1,5 +1,5 @@
 import type { Express } from 'express';
-import { createBroker, type Broker } from '../../src/broker';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/broker';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/http/logger';
 import { startCardscanStandIn, type CardscanStandIn } from '../stand-ins/cardscan';
@@ -35,7 +35,12 @@ export type AuthMode = 'jwks' | 'issuer' | 'secret';
  * (undefined) any variable.
  */
 export async function startHarness(
-  options: { auth?: AuthMode; env?: Record<string, string | undefined> } = {},
+  options: {
+    auth?: AuthMode;
+    env?: Record<string, string | undefined>;
+    /** Breaker numbers and clock for the broker. */
+    broker?: Pick<BrokerOptions, 'breaker' | 'now'>;
+  } = {},
 ): Promise<Harness> {
   const idp = await startIdentityProvider({ audience: AUDIENCE });
   const cardscan = await startCardscanStandIn({ apiKey: TEST_CARDSCAN_KEY });
@@ -60,6 +65,7 @@ export async function startHarness(
   const broker = createBroker(config, {
     logger: createLogger(config.logLevel, logs),
     now: () => Date.now() + clockOffset,
+    ...options.broker,
   });
   await broker.keys.warmUp();
   return {

@@ -33,7 +33,7 @@ export interface IdentityProvider {
   rotate(): void;
   /** While down, discovery and JWKS answer 503. */
   setDown(down: boolean): void;
-  /** How many times the JWKS was fetched. */
+  /** How many times the JWKS was requested, answered or not (while down). */
   jwksFetches(): number;
   close(): Promise<void>;
 }
@@ -146,6 +146,8 @@ export async function startIdentityProvider(
       }
       return json(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn });
     }
+    // Counted also while down: tests prove the broker does not hammer a failing provider.
+    if (path === '/jwks.json') jwksFetches += 1;
     if (down) return json(res, 503, { error: 'temporarily_unavailable' });
     if (path === '/.well-known/openid-configuration') {
       return json(res, 200, {
@@ -155,7 +157,6 @@ export async function startIdentityProvider(
       });
     }
     if (path === '/jwks.json') {
-      jwksFetches += 1;
       const jwk = currentKey.publicKey.export({ format: 'jwk' });
       return json(res, 200, { keys: [{ ...jwk, kid: currentKey.kid, alg: 'RS256', use: 'sig' }] });
     }

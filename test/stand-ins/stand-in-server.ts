@@ -40,6 +40,8 @@ export interface StandIn {
   queue(...answers: (Mode | JsonAnswer)[]): void;
   /** Delay before each answer, for slow-upstream drills. */
   setDelay(ms: number): void;
+  /** Holds every answer from now on until the returned function is called. */
+  hold(): () => void;
   close(): Promise<void>;
 }
 
@@ -80,6 +82,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   let mode: Mode = 'ok';
   const queued: (Mode | JsonAnswer)[] = [];
   let delayMs = 0;
+  let gate: Promise<void> = Promise.resolve();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://stand-in');
@@ -95,6 +98,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const current = queued.shift() ?? mode;
     if (current === 'hang') return; // never answers; close() cuts it
     if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await gate;
     if (typeof current === 'object') return sendJson(res, current);
     switch (current) {
       case 'drop':
@@ -130,6 +134,16 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     },
     setDelay: (ms) => {
       delayMs = ms;
+    },
+    hold: () => {
+      let release = () => {};
+      gate = new Promise((resolve) => {
+        release = () => {
+          gate = Promise.resolve();
+          resolve();
+        };
+      });
+      return release;
     },
     close: async () => {
       server.closeAllConnections();
