@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { Router } from 'express';
 import request from 'supertest';
 import { createApp } from '../src/app';
@@ -209,6 +210,45 @@ describe('graceful shutdown', () => {
       await expect(fetch(`${url}/healthz`)).rejects.toThrow();
       expect(logs.text()).toContain('stopped');
     } finally {
+      await drainH.close();
+    }
+  });
+
+  test('when a request arrives on a busy keep-alive connection during the drain, then it is answered and nothing throws', async () => {
+    const uncaught: Error[] = [];
+    const onUncaught = (error: Error) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const drainH = await startHarness();
+    const listeners = await startListeners(
+      [{ name: 'public', app: drainH.app, port: 0, host: '127.0.0.1' }],
+      createLogger('silent'),
+    );
+    const socket = net.connect(Number(new URL(listeners.urls.public as string).port), '127.0.0.1');
+    try {
+      let received = '';
+      socket.on('data', (chunk) => (received += chunk.toString()));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      drainH.cardscan.setDelay(300);
+      socket.write(
+        `GET /cardscan-session HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${drainH.tokenFor('u')}\r\n\r\n`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const shutdown = listeners.shutdown({
+        delayMs: 0,
+        timeoutMs: 3000,
+        startDraining: drainH.broker.startDraining,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Pipelined behind the busy request: it reaches Express only after the listener closed.
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      await shutdown;
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(received).toMatch(/^HTTP\/1\.1 200 OK/);
+      expect(received).toMatch(/Connection: close/i);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      socket.destroy();
       await drainH.close();
     }
   });
