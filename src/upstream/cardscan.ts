@@ -27,8 +27,8 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
   async function fetchToken(userId: string, requestId: string): Promise<CardscanSession> {
     const { body } = await upstream.send({
       method: 'GET',
-      path: '/access-token',
-      params: { user_id: userId },
+      // Encoded here: axios's params serializer is general-purpose and runs on every call.
+      path: `/access-token?user_id=${encodeURIComponent(userId)}`,
       requestId,
       retry: true,
     });

@@ -54,6 +54,7 @@ export async function measureRound(
         target,
         delayMs,
         round,
+        pid: run.served.pid,
         loadAverage1m,
         coldStartMs: run.served.coldStartMs,
         firstAnswerMs,

@@ -6,6 +6,8 @@ export interface RoundMeasure {
   target: TargetName;
   delayMs: number;
   round: number;
+  /** The served process (its profile file is named after it with BENCH_PROFILE=1). */
+  pid: number;
   /** 1-minute load average just before the round started. */
   loadAverage1m: number;
   coldStartMs: number;

@@ -71,7 +71,8 @@ async function main(): Promise<void> {
           measures.push(measure);
           log(
             `  ${target.padEnd(12)} ${String(delayMs).padStart(3)} ms  round ${round}: ` +
-              `${measure.load.requestsPerSecond.toFixed(0)} req/s, p99 ${measure.load.latencyMs.p99} ms, ` +
+              `${measure.load.ok} answers, ${measure.load.requestsPerSecond.toFixed(0)} req/s, ` +
+              `p99 ${measure.load.latencyMs.p99} ms, pid ${measure.pid}, ` +
               `${measure.cpuMsPerRequest.toFixed(3)} CPU ms/req, ${measure.peakRssMb.toFixed(0)} MB, ` +
               `cold ${measure.coldStartMs.toFixed(0)} ms, load ${measure.loadAverage1m.toFixed(2)}`,
           );
