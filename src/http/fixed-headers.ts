@@ -40,8 +40,13 @@ export function headersSetBy(
 
 /** Applies the operations `headersSetBy` recorded, in order, to each response. */
 export function setFixedHeaders(operations: HeaderOperation[]): RequestHandler {
+  // Two flat arrays and an index loop: no destructuring (and no iterator) on every request.
+  const names = operations.map(([name]) => name);
+  const values = operations.map(([, value]) => value);
   return (_req, res, next) => {
-    for (const [name, value] of operations) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const value = values[i];
       if (value === undefined) res.removeHeader(name);
       else res.setHeader(name, value);
     }

@@ -30,10 +30,8 @@ export function createRequestLog(logger: Logger, quietPaths: ReadonlySet<string>
     if (!quietPaths.has(path)) {
       const method = req.method;
       const started = performance.now();
-      let logged = false;
-      const onEnd = () => {
-        if (logged) return;
-        logged = true;
+      // 'close' always comes, after 'finish' when the answer was sent and alone when the client left.
+      res.once('close', () => {
         const status = res.statusCode;
         const line = {
           req: { id, method, path },
@@ -43,9 +41,7 @@ export function createRequestLog(logger: Logger, quietPaths: ReadonlySet<string>
         if (status >= 500) log.error(line, 'request errored');
         else if (res.writableEnded && !req.readableAborted) log.info(line, 'request completed');
         else log.info(line, 'request aborted');
-      };
-      res.once('finish', onEnd);
-      res.once('close', onEnd);
+      });
     }
     next();
   };
