@@ -1,13 +1,13 @@
 import cors from 'cors';
 import express, { type Express, type RequestHandler, type Router } from 'express';
 import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import type { Config } from './config';
 import { ForbiddenError } from './errors';
 import type { Logger } from './http/logger';
 import type { Metrics } from './http/metrics';
+import { headersSetBy, setFixedHeaders } from './http/fixed-headers';
 import { createProblemHandler, notFound } from './http/problems';
-import { requestIdOf } from './http/request-id';
+import { createRequestLog } from './http/request-log';
 import { createOpsRouter } from './routes/ops';
 
 /** Paths a load balancer or scraper polls; logging each would bury the real traffic. */
@@ -25,27 +25,29 @@ export interface AppDeps {
   adminRoutes?: boolean;
 }
 
-/** Browsers send Origin; apps and curl do not. An origin outside the allowlist is refused outright. */
-function createCors(origins: string[]): RequestHandler[] {
+/**
+ * Browsers send Origin; apps and curl do not. An origin outside the allowlist is refused outright.
+ * Without an Origin, cors sets the same few headers on every request, so those are fixed at start.
+ */
+function createCors(origins: string[]): RequestHandler {
   const allowed = new Set(origins);
-  const refuseForeignOrigin: RequestHandler = (req, _res, next) => {
+  const corsHeaders = cors({
+    origin: origins,
+    methods: ['GET', 'POST'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
+    exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
+    credentials: true,
+    maxAge: 600,
+  });
+  const withoutOrigin = setFixedHeaders(headersSetBy(corsHeaders, { method: 'GET', headers: {} }));
+  return (req, res, next) => {
     const origin = req.headers.origin;
+    if (origin === undefined && req.method !== 'OPTIONS') return withoutOrigin(req, res, next);
     if (origin !== undefined && !allowed.has(origin)) {
       return next(new ForbiddenError('this origin is not allowed; add it to CORS_ORIGINS'));
     }
-    next();
+    corsHeaders(req, res, next);
   };
-  return [
-    refuseForeignOrigin,
-    cors({
-      origin: origins,
-      methods: ['GET', 'POST'],
-      allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-      exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
-      credentials: true,
-      maxAge: 600,
-    }),
-  ];
 }
 
 /** Builds one listener's app: no listen, no environment, no side effects. */
@@ -59,34 +61,10 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.set('trust proxy', config.server.trustProxy);
 
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (req, res) => {
-        const id = requestIdOf(req);
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => QUIET_PATHS.has(req.url?.split('?')[0] ?? '') },
-      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
-      // Only what an operator needs; headers and query strings may hold tokens.
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string }) => ({
-          id: req.id,
-          method: req.method,
-          path: req.url.split('?')[0],
-        }),
-        res: (res: { statusCode: number }) => ({ status: res.statusCode }),
-        // No stack traces in logs: the request id and the message find the cause.
-        err: (err: { type?: string; message?: string }) => ({
-          type: err.type,
-          message: err.message,
-        }),
-      },
-    }),
-  );
+  app.use(createRequestLog(logger, QUIET_PATHS));
   app.use(metrics.httpMiddleware);
-  app.use(helmet());
+  // helmet's headers depend only on its options: worked out once here, not on every request.
+  app.use(setFixedHeaders(headersSetBy(helmet(), { method: 'GET', headers: {} })));
   app.use(createCors(config.cors.origins));
   app.use(express.json({ limit: '100kb' }));
 

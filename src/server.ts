@@ -27,9 +27,10 @@ async function main(): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
 
   const broker = createBroker(config, { logger, defaultMetrics: true });
-  const running = await startListeners(broker.listeners, logger);
-  void broker.keys.warmUp();
+  const starting = startListeners(broker.listeners, logger);
 
+  // Registered before the listeners are up: a SIGTERM that arrives while starting must drain,
+  // not kill the process with the default action.
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -44,12 +45,14 @@ async function main(): Promise<void> {
       logger.error('shutdown did not finish within SHUTDOWN_TIMEOUT_MS: exiting');
       process.exit(1);
     }, shutdownTimeoutMs).unref();
-    running
-      .shutdown({
-        delayMs: shutdownDelayMs,
-        timeoutMs: shutdownTimeoutMs - Math.min(CLOSE_RESERVE_MS, shutdownTimeoutMs / 4),
-        startDraining: broker.startDraining,
-      })
+    starting
+      .then((running) =>
+        running.shutdown({
+          delayMs: shutdownDelayMs,
+          timeoutMs: shutdownTimeoutMs - Math.min(CLOSE_RESERVE_MS, shutdownTimeoutMs / 4),
+          startDraining: broker.startDraining,
+        }),
+      )
       .then(() => broker.close())
       .then(
         () => process.exit(0),
@@ -64,6 +67,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  await starting;
+  void broker.keys.warmUp();
 }
 
-void main();
+// One line and exit 1 for a start that fails (e.g. the port is taken), never a stack trace.
+main().catch((error: unknown) => {
+  const reason = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`cardscan-broker: cannot start: ${reason}\n`);
+  process.exit(1);
+});

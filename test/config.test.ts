@@ -1,4 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import {
   CARDSCAN_LIVE_URL,
@@ -301,5 +303,40 @@ describe('the server at start', () => {
     expect(result.stderr).toMatch(/^ {2}AUTH_JWT_SECRET: must be at least 32 bytes/m);
     expect(result.stderr).not.toContain('pk_wrong_secret_value_123');
     expect(result.stderr).not.toContain('short_secret_value');
+  });
+
+  test('when the port is taken, then it exits 1 with one line, not a stack trace', async () => {
+    const occupier = net.createServer().listen(0, '127.0.0.1');
+    await once(occupier, 'listening');
+    const { port } = occupier.address() as net.AddressInfo;
+    try {
+      const child = spawn(
+        process.execPath,
+        ['-r', 'tsx/cjs', path.join(__dirname, '../src/server.ts')],
+        {
+          env: {
+            PATH: process.env.PATH,
+            PORT: String(port),
+            HOST: '127.0.0.1',
+            CARDSCAN_API_KEY: 'secret_test_port_taken',
+            AUTH_JWT_SECRET: HMAC,
+            AUTH_AUDIENCE: 'tests',
+            DOTENV_CONFIG_PATH: '/nonexistent',
+          },
+          cwd: path.join(__dirname, '..', 'test'),
+          stdio: ['ignore', 'ignore', 'pipe'],
+          timeout: 15_000,
+        },
+      );
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(1);
+      expect(stderr).toBe(
+        `cardscan-broker: cannot start: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
+      );
+    } finally {
+      occupier.close();
+    }
   });
 });

@@ -260,3 +260,13 @@ describe('logs', () => {
     expect(text).not.toContain('"stack"');
   });
 });
+
+test('when the user id needs escaping in a URL, then Cardscan receives it intact', async () => {
+  const sub = 'patient+1 ü&x=@example.com';
+  const res = await request(h.app)
+    .post('/cardscan-session')
+    .set('Authorization', `Bearer ${h.tokenFor(sub)}`);
+  expect(res.status).toBe(200);
+  expect(h.cardscan.requests.at(-1)?.query).toEqual({ user_id: sub });
+  expect(h.cardscan.userIdInToken(res.body.session)).toBe(sub);
+});

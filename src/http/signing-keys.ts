@@ -1,6 +1,6 @@
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import axios from 'axios';
-import { JwksClient } from 'jwks-rsa';
+import type { JwksClient } from 'jwks-rsa';
 import type { KeySource } from '../config';
 import { AuthenticationError, ServiceUnavailableError } from '../errors';
 import type { Logger } from './logger';
@@ -86,6 +86,9 @@ function createJwksStore(
 
   async function fetchKeys(): Promise<void> {
     if (!client) {
+      // Loaded on first use, after the listener is up: it is a fifth of the start-up time, and a
+      // broker with a shared secret never needs it.
+      const { JwksClient } = await import('jwks-rsa');
       client = new JwksClient({
         jwksUri: await resolveJwksUri(),
         cache: false,

@@ -28,7 +28,10 @@ export function expiryOf(token: string): string | undefined {
 
 /** The session route takes no input: refuse a client-chosen user id, and bodies that are not JSON. */
 const refuseClientInput: RequestHandler = (req, _res, next) => {
-  const queryKey = Object.keys(req.query).find((key) => CLIENT_USER_ID.test(key));
+  // Express parses the query string anew on every read of req.query; most calls have none.
+  const queryKey = req.url.includes('?')
+    ? Object.keys(req.query).find((key) => CLIENT_USER_ID.test(key))
+    : undefined;
   if (queryKey) {
     throw new BadRequestError(
       `query parameter "${queryKey}" is not accepted: the user id comes from the verified login`,
@@ -67,7 +70,12 @@ export function createSessionRouter(deps: SessionRouteDeps): Router {
     if (session.sessionId) body.session_id = session.sessionId;
     const expiresAt = expiryOf(session.token);
     if (expiresAt) body.expires_at = expiresAt;
-    res.set('Cache-Control', 'no-store').json(body);
+    // What res.json would send, without its per-call settings lookups and content-type parsing.
+    const text = JSON.stringify(body);
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Content-Length', Buffer.byteLength(text));
+    res.end(text);
   };
 
   const router = Router();

@@ -29,7 +29,7 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
     const { body } = await upstream.send({
       method: 'GET',
       // Encoded by hand: axios writes a space as "+", which a server may read as a literal plus,
-      // and "a b" and "a+b" must never become one Cardscan user.
+      // and "a b" and "a+b" must never become one Cardscan user (and its serializer is slow).
       path: `/access-token?user_id=${encodeURIComponent(userId)}`,
       requestId,
       retry: true,
