@@ -58,7 +58,7 @@ describe('defaults', () => {
       loadConfig({ ...minimal, CARDSCAN_API_KEY: 'secret_test_legacy' }).config.cardscan.keyKind,
     ).toBe('test');
     expect(
-      loadConfig({ ...minimal, CARDSCAN_API_KEY: 'secret_live_legacy' }).config.cardscan.keyKind,
+      loadConfig({ ...minimal, CARDSCAN_API_KEY: 'secret_live_old' }).config.cardscan.keyKind,
     ).toBe('live');
   });
 
