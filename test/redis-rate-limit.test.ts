@@ -135,6 +135,9 @@ test('when there is no REDIS_URL, then two brokers each limit alone, as before',
     for (let call = 1; call < LIMIT; call++) await session(h.app, token);
     expect((await session(h.app, token)).status).toBe(429);
 
+    // Counted from here: a request that beat the very first connection is an outage of its own.
+    const failingBefore = count(h.logs, FAILING);
+    const backBefore = count(h.logs, BACK);
     await redis.kill();
     for (let call = 0; call < 6; call++) {
       const res = await session(h.app, token);
@@ -142,15 +145,15 @@ test('when there is no REDIS_URL, then two brokers each limit alone, as before',
       expect(res.headers.ratelimit).toBeUndefined();
     }
     expect(await metricValue(h.app, STORE_ERRORS)).toBeGreaterThanOrEqual(6);
-    expect(count(h.logs, FAILING)).toBe(1);
+    expect(count(h.logs, FAILING) - failingBefore).toBe(1);
 
     await redis.restart();
     // A restarted Redis is empty: the user starts a fresh window.
     await untilLimited(h.app, token);
     for (let call = 1; call < LIMIT; call++) await session(h.app, token);
     expect((await session(h.app, token)).status).toBe(429);
-    expect(count(h.logs, FAILING)).toBe(1);
-    expect(count(h.logs, BACK)).toBe(1);
+    expect(count(h.logs, FAILING) - failingBefore).toBe(1);
+    expect(count(h.logs, BACK) - backBefore).toBe(1);
     expect(h.logs.text()).not.toContain(token);
   });
 

@@ -1,6 +1,5 @@
-import { createClient } from '@redis/client';
 import type { Options, Store } from 'express-rate-limit';
-import { RedisStore, type RedisReply } from 'rate-limit-redis';
+import type { RedisReply } from 'rate-limit-redis';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 
@@ -59,20 +58,6 @@ export function createRedisRateLimitStore(
   const { logger, metrics } = options;
   const commandTimeoutMs = options.commandTimeoutMs ?? 500;
 
-  const client = createClient({
-    url: options.url,
-    // Queued commands would hold their requests until Redis returns; failing at once fails open.
-    disableOfflineQueue: true,
-    socket: {
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      // Jittered so that replicas do not all reconnect in the same instant.
-      reconnectStrategy: (retries) =>
-        Math.round(
-          Math.min(100 * 2 ** retries, MAX_RECONNECT_DELAY_MS) * (0.5 + Math.random() / 2),
-        ),
-    },
-  });
-
   let failing = false;
   const reportFailure = (error: unknown) => {
     if (failing) return;
@@ -87,17 +72,37 @@ export function createRedisRateLimitStore(
     failing = false;
     logger.info('Redis rate-limit store answers again: the shared rate limit applies again');
   };
-  // node-redis emits 'error' for every failed (re)connect; without a listener the process would crash.
-  client.on('error', reportFailure);
-  client.on('ready', reportRecovery);
-  // Not awaited: the broker serves while Redis is still down. It rejects only when closed meanwhile.
-  client.connect().catch(() => undefined);
 
-  const redisStore = new RedisStore({
-    sendCommand: (...args: string[]) =>
-      withTimeout(client.sendCommand<RedisReply>(args), commandTimeoutMs),
-    prefix: KEY_PREFIX,
-  });
+  // Loaded here, not at the top: the Redis client is a quarter of the bundle, and a broker without
+  // REDIS_URL should not pay for it at every start.
+  const parts = Promise.all([import('@redis/client'), import('rate-limit-redis')]).then(
+    ([{ createClient }, { RedisStore }]) => {
+      const client = createClient({
+        url: options.url,
+        // Queued commands would hold their requests until Redis returns; failing at once fails open.
+        disableOfflineQueue: true,
+        socket: {
+          connectTimeout: CONNECT_TIMEOUT_MS,
+          // Jittered so that replicas do not all reconnect in the same instant.
+          reconnectStrategy: (retries) =>
+            Math.round(
+              Math.min(100 * 2 ** retries, MAX_RECONNECT_DELAY_MS) * (0.5 + Math.random() / 2),
+            ),
+        },
+      });
+      // node-redis emits 'error' for every failed (re)connect; without a listener the process would crash.
+      client.on('error', reportFailure);
+      client.on('ready', reportRecovery);
+      // Not awaited: the broker serves while Redis is still down. It rejects only when closed meanwhile.
+      client.connect().catch(() => undefined);
+      const redisStore = new RedisStore({
+        sendCommand: (...args: string[]) =>
+          withTimeout(client.sendCommand<RedisReply>(args), commandTimeoutMs),
+        prefix: KEY_PREFIX,
+      });
+      return { client, redisStore };
+    },
+  );
 
   let limiterOptions: Options | undefined;
   let scriptsLoaded: Promise<void> | undefined;
@@ -106,11 +111,14 @@ export function createRedisRateLimitStore(
    * at start, or gone while reloading) would fail every later call. Load again after any failure.
    */
   function loadScripts(): Promise<void> {
-    if (!limiterOptions) return Promise.reject(new Error('the store was used before init'));
-    scriptsLoaded ??= redisStore.init(limiterOptions).catch((error: unknown) => {
-      scriptsLoaded = undefined;
-      throw error;
-    });
+    const limiter = limiterOptions;
+    if (!limiter) return Promise.reject(new Error('the store was used before init'));
+    scriptsLoaded ??= parts
+      .then(({ redisStore }) => redisStore.init(limiter))
+      .catch((error: unknown) => {
+        scriptsLoaded = undefined;
+        throw error;
+      });
     return scriptsLoaded;
   }
 
@@ -136,14 +144,15 @@ export function createRedisRateLimitStore(
       // Usually before Redis is connected; the first request loads the scripts then.
       loadScripts().catch(() => undefined);
     },
-    increment: (key) => guarded(() => redisStore.increment(key)),
-    decrement: (key) => guarded(() => redisStore.decrement(key)),
-    resetKey: (key) => guarded(() => redisStore.resetKey(key)),
+    increment: (key) => guarded(async () => (await parts).redisStore.increment(key)),
+    decrement: (key) => guarded(async () => (await parts).redisStore.decrement(key)),
+    resetKey: (key) => guarded(async () => (await parts).redisStore.resetKey(key)),
   };
 
   return {
     store,
     async close() {
+      const { client } = await parts;
       // close() lets commands in flight finish (each bounded by the timeout); destroy() when
       // there is no connection to be polite on.
       if (client.isReady) await client.close();
