@@ -6,6 +6,11 @@ import { createLogger } from '../src/http/logger';
 import { startListeners } from '../src/lifecycle';
 import { SUBJECT_PATTERN } from '../src/routes/admin';
 import { startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
+import { metricValue } from './helpers/metrics';
+
+const BAD_RESPONSES =
+  'upstream_request_duration_seconds_count{upstream="certiscan",outcome="bad-response"}';
+const SUCCESSES = 'upstream_request_duration_seconds_count{upstream="certiscan",outcome="success"}';
 
 /** Placeholder admin keys; the broker only ever sees their SHA-256 in ADMIN_API_KEYS. */
 const ALICE_KEY = 'secret_test_admin_key_alice_0001';
@@ -424,6 +429,8 @@ describe('admin routes enabled on the main port', () => {
     });
 
     test('when CertiScan answers success: false, then it is a 502', async () => {
+      const badBefore = (await metricValue(h.app, BAD_RESPONSES)) ?? 0;
+      const successesBefore = (await metricValue(h.app, SUCCESSES)) ?? 0;
       h.certiscan.refuseNext('Quota exceeded.');
       const res = await call(h.app, 'post', '/admin/worktokens').send({
         name: 'Front desk',
@@ -431,6 +438,9 @@ describe('admin routes enabled on the main port', () => {
       });
       expectProblem(res, 502);
       expect(res.body.detail).toBe('CertiScan answered success: false: Quota exceeded.');
+      // Counted as what it is, not as a successful call.
+      expect(await metricValue(h.app, BAD_RESPONSES)).toBe(badBefore + 1);
+      expect((await metricValue(h.app, SUCCESSES)) ?? 0).toBe(successesBefore);
     });
 
     test('when CertiScan answers a body that is not JSON, then it is a 502', async () => {

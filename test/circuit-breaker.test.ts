@@ -181,6 +181,7 @@ describe('on the CertiScan client, through the same upstream client', () => {
       path: `/account/worktoken/${subject}/`,
       requestId: `req-${subject}`,
       retry: false,
+      read: (body) => body,
     });
 
   test('when CertiScan answers 404 to every call, then those are answers, not failures, and every call reaches it', async () => {

@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { startHarness, TEST_CARDSCAN_KEY, type Harness } from './helpers/harness';
 import { identityIdFor } from './stand-ins/cardscan';
+import { metricValue } from './helpers/metrics';
 
 let h: Harness;
 beforeAll(async () => {
@@ -181,9 +182,13 @@ describe('Cardscan failures', () => {
     expectProblem(await get(), 502, /not JSON/);
   });
 
-  test('when Cardscan answers 200 without a Token, then 502', async () => {
+  test('when Cardscan answers 200 without a Token, then 502, counted as a bad response', async () => {
+    const series =
+      'upstream_request_duration_seconds_count{upstream="cardscan",outcome="bad-response"}';
+    const before = (await metricValue(h.app, series)) ?? 0;
     h.cardscan.queue({ status: 200, body: { IdentityId: 'us-east-1:abc' } });
     expectProblem(await get(), 502, /without a usable Token/);
+    expect(await metricValue(h.app, series)).toBe(before + 1);
   });
 
   test('when Cardscan answers a value that is not a string (number Token), then 502', async () => {

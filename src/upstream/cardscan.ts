@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { UpstreamError } from '../errors';
-import type { UpstreamClient } from './upstream-client';
+import { UnusableAnswerError, type UpstreamClient } from './upstream-client';
 
 /** The part of Cardscan's `GET /access-token` answer the broker relies on. */
 const accessTokenBody = z.object({
@@ -26,26 +25,24 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
   const inFlight = new Map<string, Promise<CardscanSession>>();
 
   async function fetchToken(userId: string, requestId: string): Promise<CardscanSession> {
-    const { body } = await upstream.send({
+    const { value } = await upstream.send({
       method: 'GET',
       // Encoded by hand: axios writes a space as "+", which a server may read as a literal plus,
       // and "a b" and "a+b" must never become one Cardscan user (and its serializer is slow).
       path: `/access-token?user_id=${encodeURIComponent(userId)}`,
       requestId,
       retry: true,
+      read: (body) => {
+        const parsed = accessTokenBody.safeParse(body);
+        if (!parsed.success)
+          throw new UnusableAnswerError('Cardscan answered without a usable Token');
+        return parsed.data;
+      },
     });
-    const parsed = accessTokenBody.safeParse(body);
-    if (!parsed.success) {
-      throw new UpstreamError(
-        'cardscan',
-        'bad-response',
-        'Cardscan answered without a usable Token',
-      );
-    }
     return {
-      token: parsed.data.Token,
-      identityId: parsed.data.IdentityId,
-      sessionId: parsed.data.session_id || undefined,
+      token: value.Token,
+      identityId: value.IdentityId,
+      sessionId: value.session_id || undefined,
     };
   }
 

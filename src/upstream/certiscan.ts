@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { UpstreamError } from '../errors';
-import type { UpstreamClient, UpstreamResponse } from './upstream-client';
+import { UnusableAnswerError, type UpstreamClient } from './upstream-client';
 
 /** What CertiScan keeps for a worktoken client. The secret cannot be read back once set. */
 export interface WorktokenFields {
@@ -47,58 +46,56 @@ function refusalMessage(body: unknown): string | undefined {
   return typeof message === 'string' && message.length > 0 ? message.slice(0, 300) : undefined;
 }
 
-/** Reads `{"success": true, "result": …}`; `success: false` or any other shape is a 502. */
-function read<T>(response: UpstreamResponse, schema: z.ZodType<{ result: T }>): T {
-  const parsed = schema.safeParse(response.body);
-  if (parsed.success) return parsed.data.result;
-  const refused = (response.body as { success?: unknown } | null)?.success === false;
-  const message = refused ? refusalMessage(response.body) : undefined;
-  throw new UpstreamError(
-    'certiscan',
-    'bad-response',
-    refused
-      ? `CertiScan answered success: false${message ? `: ${message}` : ''}`
-      : 'CertiScan answered with an unexpected body',
-    { upstreamStatus: response.status },
-  );
+/** A reader of `{"success": true, "result": …}`; `success: false` or any other shape is a 502. */
+function resultOf<T>(schema: z.ZodType<{ result: T }>): (body: unknown) => T {
+  return (body) => {
+    const parsed = schema.safeParse(body);
+    if (parsed.success) return parsed.data.result;
+    const refused = (body as { success?: unknown } | null)?.success === false;
+    const message = refused ? refusalMessage(body) : undefined;
+    throw new UnusableAnswerError(
+      refused
+        ? `CertiScan answered success: false${message ? `: ${message}` : ''}`
+        : 'CertiScan answered with an unexpected body',
+    );
+  };
 }
 
 /** The subject goes into the URL encoded even though the routes already allow only safe characters. */
 const subjectPath = (subject: string) => `${PATH}${encodeURIComponent(subject)}/`;
 
 export function createCertiscanClient(upstream: UpstreamClient): CertiscanClient {
+  /** Create and update send the same body; only PUT may be retried. */
+  async function write(
+    method: 'POST' | 'PUT',
+    fields: WorktokenFields,
+    requestId: string,
+  ): Promise<WorktokenAnswer> {
+    const { status, value } = await upstream.send({
+      method,
+      path: method === 'POST' ? PATH : subjectPath(fields.subject),
+      data: { name: fields.name, subject: fields.subject, secret: fields.secret },
+      requestId,
+      // Never for a create: one that reached CertiScan but lost its answer would fail as a duplicate.
+      retry: method === 'PUT',
+      read: resultOf(worktokenBody),
+    });
+    return { upstreamStatus: status, worktoken: value };
+  }
+
   return {
     close: () => upstream.close(),
-    async createWorktoken(fields, requestId) {
-      // Never retried: a create that reached CertiScan but lost its answer would fail as a duplicate.
-      const response = await upstream.send({
-        method: 'POST',
-        path: PATH,
-        data: { name: fields.name, subject: fields.subject, secret: fields.secret },
-        requestId,
-        retry: false,
-      });
-      return { upstreamStatus: response.status, worktoken: read(response, worktokenBody) };
-    },
-    async updateWorktoken(fields, requestId) {
-      const response = await upstream.send({
-        method: 'PUT',
-        path: subjectPath(fields.subject),
-        data: { name: fields.name, subject: fields.subject, secret: fields.secret },
-        requestId,
-        retry: true,
-      });
-      return { upstreamStatus: response.status, worktoken: read(response, worktokenBody) };
-    },
+    createWorktoken: (fields, requestId) => write('POST', fields, requestId),
+    updateWorktoken: (fields, requestId) => write('PUT', fields, requestId),
     async deleteWorktoken(subject, requestId) {
-      const response = await upstream.send({
+      const { status } = await upstream.send({
         method: 'DELETE',
         path: subjectPath(subject),
         requestId,
         retry: true,
+        read: resultOf(deletedBody),
       });
-      read(response, deletedBody);
-      return { upstreamStatus: response.status };
+      return { upstreamStatus: status };
     },
   };
 }

@@ -7,21 +7,27 @@ import type { Logger } from '../http/logger';
 import type { Metrics, UpstreamOutcome } from '../http/metrics';
 import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
 
-export interface UpstreamRequest {
+/** Thrown by a request's `read` when a 2xx answer is not what the contract promises. */
+export class UnusableAnswerError extends Error {}
+
+export interface UpstreamRequest<T> {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  /** Path below the base URL; callers encode any variable part. */
+  /** Path below the base URL, query included; callers encode any variable part. */
   path: string;
-  params?: Record<string, string>;
   data?: unknown;
   requestId: string;
   /** Retry network errors and 5xx within the deadline; only for idempotent calls. */
   retry: boolean;
+  /**
+   * Turns a 2xx JSON body into the caller's value, or throws UnusableAnswerError. It runs inside
+   * the call, so an unusable answer counts as `bad-response` in the metrics and the breaker.
+   */
+  read: (body: unknown) => T;
 }
 
-export interface UpstreamResponse {
+export interface UpstreamResponse<T> {
   status: number;
-  /** The parsed JSON body. */
-  body: unknown;
+  value: T;
 }
 
 export interface UpstreamClientOptions {
@@ -46,7 +52,7 @@ export interface UpstreamClientOptions {
 }
 
 export interface UpstreamClient {
-  send(request: UpstreamRequest): Promise<UpstreamResponse>;
+  send<T>(request: UpstreamRequest<T>): Promise<UpstreamResponse<T>>;
   /** Closes the kept-alive connections and stops the breaker's timers, for shutdown. */
   close(): void;
 }
@@ -128,7 +134,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
   });
 
-  function classify(response: AxiosResponse): UpstreamResponse | Failure {
+  function classify(response: AxiosResponse): { status: number; body: unknown } | Failure {
     const { status } = response;
     const parsed = parseJson(response.data);
     if (status >= 200 && status < 300) {
@@ -198,7 +204,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       const deadline = started + timeoutMs;
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), timeoutMs);
-      let result: UpstreamResponse | Failure;
+      let result: { status: number; body: unknown } | Failure;
       try {
         for (let attempt = 0; ; attempt++) {
           try {
@@ -206,7 +212,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
               await instance.request({
                 method: request.method,
                 url: request.path,
-                params: request.params,
                 data: request.data,
                 headers: { 'X-Request-Id': request.requestId },
                 signal: controller.signal,
@@ -234,11 +239,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         clearTimeout(timer);
       }
 
-      const seconds = (performance.now() - started) / 1000;
       if (!(result instanceof Failure)) {
-        metrics.observeUpstream(name, 'success', seconds);
-        return result;
+        try {
+          const value = request.read(result.body);
+          metrics.observeUpstream(name, 'success', (performance.now() - started) / 1000);
+          return { status: result.status, value };
+        } catch (error) {
+          if (!(error instanceof UnusableAnswerError)) throw error;
+          result = new Failure('bad-response', error.message, false, result.status);
+        }
       }
+      const seconds = (performance.now() - started) / 1000;
       metrics.observeUpstream(name, result.failure as UpstreamOutcome, seconds);
       const logFields = {
         upstream: name,
