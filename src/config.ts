@@ -64,7 +64,11 @@ export interface Config {
   /** Absent when ADMIN_API_KEYS is unset: no admin routes at all. */
   admin?: { keys: AdminKey[]; port?: number };
   certiscan: { baseUrl: string; authToken?: string };
-  upstream: { timeoutMs: number };
+  /**
+   * proxyFromEnvironment: an HTTP(S)_PROXY or ALL_PROXY variable is set (any case), so axios
+   * resolves a proxy per call as it always does; without one it skips that lookup.
+   */
+  upstream: { timeoutMs: number; proxyFromEnvironment: boolean };
   rateLimit: { perMinute: number; redisUrl?: string };
 }
 
@@ -320,7 +324,7 @@ function crossChecks(env: Record<string, string>): string[] {
   return problems;
 }
 
-function build(f: Fields): Config {
+function build(f: Fields, proxyFromEnvironment: boolean): Config {
   const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
   const keys: KeySource = f.AUTH_JWT_SECRET
     ? { kind: 'secret', secret: f.AUTH_JWT_SECRET }
@@ -358,7 +362,7 @@ function build(f: Fields): Config {
     cors: { origins: f.CORS_ORIGINS },
     admin: f.ADMIN_API_KEYS ? { keys: f.ADMIN_API_KEYS, port: f.ADMIN_PORT } : undefined,
     certiscan: { baseUrl: f.CERTISCAN_BASE_URL, authToken: f.CERTISCAN_AUTH_TOKEN },
-    upstream: { timeoutMs: f.UPSTREAM_TIMEOUT_MS },
+    upstream: { timeoutMs: f.UPSTREAM_TIMEOUT_MS, proxyFromEnvironment },
     rateLimit: { perMinute: f.RATE_LIMIT_PER_MINUTE, redisUrl: f.REDIS_URL },
   };
 }
@@ -376,6 +380,9 @@ export interface LoadedConfig {
   /** Things that are allowed but that an operator must hear about at start. */
   warnings: string[];
 }
+
+/** The variables axios (through proxy-from-env) reads to pick a proxy, lower-cased. */
+const PROXY_VARIABLES = new Set(['http_proxy', 'https_proxy', 'all_proxy']);
 
 /**
  * Parses the environment once. Empty values count as unset. Throws ConfigError listing every
@@ -397,7 +404,10 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
     throw new ConfigError([...new Set(problems)]);
   }
 
-  const config = build(parsed.data);
+  const proxyFromEnvironment = Object.keys(rawEnv).some(
+    (name) => PROXY_VARIABLES.has(name.toLowerCase()) && Boolean(rawEnv[name]),
+  );
+  const config = build(parsed.data, proxyFromEnvironment);
   const warnings: string[] = [];
   if (config.auth.audience.length === 0) {
     warnings.push(

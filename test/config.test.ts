@@ -129,6 +129,17 @@ describe('defaults', () => {
     ).toBe('loopback, 10.0.0.0/8, ::1');
   });
 
+  test('when a proxy variable is set in any case, then upstream calls look for a proxy; otherwise not', () => {
+    expect(loadConfig(minimal).config.upstream.proxyFromEnvironment).toBe(false);
+    for (const name of ['HTTPS_PROXY', 'http_proxy', 'ALL_PROXY']) {
+      const env = { ...minimal, [name]: 'http://127.0.0.1:3128' };
+      expect(loadConfig(env).config.upstream.proxyFromEnvironment).toBe(true);
+    }
+    expect(loadConfig({ ...minimal, HTTPS_PROXY: '' }).config.upstream.proxyFromEnvironment).toBe(
+      false,
+    );
+  });
+
   test('when NODE_ENV=production with a test key, then a loud warning says the sandbox is not for PHI', () => {
     const { warnings } = loadConfig({ ...minimal, NODE_ENV: 'production' });
     expect(warnings.join('\n')).toMatch(/TEST key.*NOT HIPAA compliant/);

@@ -45,6 +45,8 @@ export interface UpstreamClientOptions {
   passThroughStatuses?: readonly number[];
   /** Default 2. */
   maxRetries?: number;
+  /** Whether an HTTP(S)_PROXY variable is set, so axios must look for a proxy on each call. */
+  proxyFromEnvironment?: boolean;
   /** Circuit breaker numbers; the defaults are the contract (interface.md, "Resilience"). */
   breaker?: Partial<BreakerSettings>;
   metrics: Metrics;
@@ -123,16 +125,22 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     maxRedirects: 0,
     httpAgent,
     httpsAgent,
+    // Named, so axios does not walk its adapter list on every call.
+    adapter: 'http',
+    // Without a proxy variable axios would look for one in the environment on every call.
+    proxy: options.proxyFromEnvironment ? undefined : false,
     responseType: 'text',
     transformResponse: [(data: unknown) => data],
     validateStatus: () => true,
     maxContentLength: MAX_BODY_BYTES,
-    headers: {
-      Authorization: `Bearer ${options.bearerToken}`,
-      Accept: 'application/json',
-      'User-Agent': 'cardscan-broker',
-    },
   });
+  // axios deep-copies its default header buckets (common, get, post, …) into every call; one flat
+  // set of our own headers gives the same request at a fraction of the copying.
+  instance.defaults.headers = {
+    Authorization: `Bearer ${options.bearerToken}`,
+    Accept: 'application/json',
+    'User-Agent': 'cardscan-broker',
+  } as unknown as AxiosInstance['defaults']['headers'];
 
   function classify(response: AxiosResponse): { status: number; body: unknown } | Failure {
     const { status } = response;

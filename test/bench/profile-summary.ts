@@ -2,15 +2,16 @@
  * `npx tsx test/bench/profile-summary.ts <file.cpuprofile> [requests] [top]`: where a served
  * process spent its CPU, by package, from a `BENCH_PROFILE=1 npm run bench` profile. With the
  * request count of that round (printed by the bench) the figures are µs per request.
- * The broker runs as one esbuild bundle; its lines are attributed to the package named by the
- * `// node_modules/<pkg>/…` or `// src/…` comment esbuild writes above each module.
+ * The broker runs as one minified esbuild bundle; its positions are attributed to packages through
+ * the source map beside it (dist/server.js.map).
  */
 import { readFileSync } from 'node:fs';
+import { SourceMap, type SourceMapPayload } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   children?: number[];
 }
 interface Profile {
@@ -19,26 +20,21 @@ interface Profile {
   timeDeltas: number[];
 }
 
-/** For a bundle: the module each line belongs to, from esbuild's per-module comments. */
-function bundleModules(path: string): (line: number) => string | undefined {
-  let lines: string[];
+/** For a bundle: the package each position belongs to, from the source map esbuild writes beside it. */
+function bundleModules(path: string): (line: number, column: number) => string | undefined {
+  let map: SourceMap;
   try {
-    lines = readFileSync(path, 'utf8').split('\n');
+    map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')) as SourceMapPayload);
   } catch {
     return () => undefined;
   }
-  const starts: { line: number; name: string }[] = [];
-  lines.forEach((text, index) => {
-    const match = /^\/\/ (node_modules\/((?:@[^/]+\/)?[^/]+)|src\/\S+)/.exec(text);
-    if (match) starts.push({ line: index, name: match[2] ?? `broker ${match[1]}` });
-  });
-  return (line) => {
-    let found: string | undefined;
-    for (const start of starts) {
-      if (start.line > line) break;
-      found = start.name;
-    }
-    return found;
+  return (line, column) => {
+    const source = (map.findEntry(line, column) as { originalSource?: string }).originalSource;
+    if (!source) return undefined;
+    const inModules = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(source);
+    if (inModules?.[1]) return inModules[1];
+    const inSrc = /\bsrc\/\S+/.exec(source);
+    return inSrc ? `broker ${inSrc[0]}` : undefined;
   };
 }
 
@@ -49,9 +45,9 @@ function main(): void {
   const top = Number(topArg ?? 30);
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const bundles = new Map<string, (line: number) => string | undefined>();
+  const bundles = new Map<string, (line: number, column: number) => string | undefined>();
 
-  const packageOf = (url: string, line: number): string => {
+  const packageOf = (url: string, line: number, column: number): string => {
     if (!url) return '(native)';
     const inModules = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
     if (inModules?.[1]) return inModules[1];
@@ -59,7 +55,7 @@ function main(): void {
     if (url.startsWith('file://')) {
       let lookup = bundles.get(url);
       if (!lookup) bundles.set(url, (lookup = bundleModules(fileURLToPath(url))));
-      return lookup(line) ?? url;
+      return lookup(line, column) ?? url;
     }
     return url;
   };
@@ -70,8 +66,8 @@ function main(): void {
     const node = byId.get(id);
     const delta = profile.timeDeltas[index + 1] ?? 0;
     if (!node || node.callFrame.functionName === '(idle)') return;
-    const { url, functionName, lineNumber } = node.callFrame;
-    const key = url ? packageOf(url, lineNumber) : `(native) ${functionName}`;
+    const { url, functionName, lineNumber, columnNumber } = node.callFrame;
+    const key = url ? packageOf(url, lineNumber, columnNumber) : `(native) ${functionName}`;
     selfUs.set(key, (selfUs.get(key) ?? 0) + delta);
     busy += delta;
   });
