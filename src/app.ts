@@ -68,6 +68,9 @@ export function createApp(deps: AppDeps): Express {
   app.use(createCors(config.cors.origins));
   app.use(express.json({ limit: '100kb' }));
 
+  // Feature routes first: a session request, the bulk of the traffic, then never walks the ops
+  // routes. Paths do not overlap, so the order changes nothing else.
+  for (const router of deps.routers) app.use(router);
   app.use(
     createOpsRouter({
       metrics,
@@ -75,7 +78,6 @@ export function createApp(deps: AppDeps): Express {
       adminRoutes: deps.adminRoutes,
     }),
   );
-  for (const router of deps.routers) app.use(router);
 
   app.use(notFound);
   app.use(createProblemHandler(logger));

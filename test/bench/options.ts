@@ -24,6 +24,11 @@ export interface BenchOptions {
   targets: TargetName[];
   /** Runs the served processes with `node --cpu-prof` (slower; for finding costs, not for figures). */
   profile: boolean;
+  /**
+   * Extra node flags for the broker targets only, e.g. "--max-old-space-size=128", to measure a
+   * heap setting an operator might choose. BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
+   */
+  brokerNodeOptions: string[];
 }
 
 const DEFAULTS: Record<string, string> = {
@@ -35,6 +40,7 @@ const DEFAULTS: Record<string, string> = {
   delays: '0,50',
   targets: TARGET_NAMES.join(','),
   profile: 'false',
+  'broker-node-options': '',
 };
 
 /** `--name=value` arguments win over BENCH_NAME variables, which win over the defaults. */
@@ -63,6 +69,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       throw new Error(`unknown target ${target}; known: ${TARGET_NAMES.join(', ')}`);
     }
   }
+  const brokerFlags = value('broker-node-options').split(' ').filter(Boolean);
+  if (brokerFlags.some((flag) => !/^--[a-z0-9-]+(=[\w.,-]+)?$/.test(flag))) {
+    throw new Error('broker-node-options must be node flags such as --max-old-space-size=128');
+  }
   const delaysMs = value('delays').split(',').map(Number);
   if (delaysMs.some((delay) => !Number.isInteger(delay) || delay < 0 || delay > 1000)) {
     throw new Error('delays must be whole numbers of ms between 0 and 1000');
@@ -76,5 +86,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     delaysMs,
     targets: targets as TargetName[],
     profile: value('profile') === 'true' || value('profile') === '1',
+    brokerNodeOptions: brokerFlags,
   };
 }

@@ -51,6 +51,7 @@ async function main(): Promise<void> {
     brokerScript: path.join(REPO, 'dist/server.js'),
     cpus: cpuPlan(),
     profileDir,
+    brokerNodeOptions: options.brokerNodeOptions,
   };
 
   const startedAt = new Date();
@@ -59,6 +60,9 @@ async function main(): Promise<void> {
     `bench: ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
       `${options.warmupSeconds} s warm-up + ${options.seconds} s; ${options.connections} connections, ` +
       `${options.users} users; about ${Math.ceil((roundCount * perRound) / 60)} min. ` +
+      (options.brokerNodeOptions.length > 0
+        ? `Broker node flags: ${options.brokerNodeOptions.join(' ')}. `
+        : '') +
       `Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
   );
   const measures: RoundMeasure[] = [];

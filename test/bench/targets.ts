@@ -27,6 +27,8 @@ export interface BenchContext {
   /** Where processes run (see cpuPlan); unset: anywhere. */
   cpus?: { served: string; others: string };
   profileDir?: string;
+  /** Node flags for the broker targets only (BenchOptions.brokerNodeOptions). */
+  brokerNodeOptions: string[];
 }
 
 export interface TargetRun {
@@ -52,7 +54,8 @@ export function signBenchTokens(idp: IdentityProvider, userIds: string[]) {
 
 function nodeArgs(context: BenchContext, script: string, ...rest: string[]): string[] {
   const profile = context.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${context.profileDir}`] : [];
-  return [...profile, script, ...rest];
+  const flags = script === context.brokerScript ? context.brokerNodeOptions : [];
+  return [...profile, ...flags, script, ...rest];
 }
 
 /** `measured`: this stand-in is the target (`direct`), so it gets the measured process's CPU. */
