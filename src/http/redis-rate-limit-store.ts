@@ -73,8 +73,8 @@ export function createRedisRateLimitStore(
     logger.info('Redis rate-limit store answers again: the shared rate limit applies again');
   };
 
-  // Loaded here, not at the top: the Redis client is a quarter of the bundle, and a broker without
-  // REDIS_URL should not pay for it at every start.
+  // Loaded here, not at the top, and left out of the bundle (package.json "build"): a broker
+  // without REDIS_URL should not pay for the Redis client at every start.
   const parts = Promise.all([import('@redis/client'), import('rate-limit-redis')]).then(
     ([{ createClient }, { RedisStore }]) => {
       const client = createClient({
