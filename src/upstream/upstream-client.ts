@@ -6,6 +6,7 @@ import { UpstreamError, type UpstreamFailure, type UpstreamName } from '../error
 import type { Logger } from '../http/logger';
 import type { Metrics, UpstreamOutcome } from '../http/metrics';
 import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
+import { createHttpAdapter } from './http-adapter';
 
 /** Thrown by a request's `read` when a 2xx answer is not what the contract promises. */
 export class UnusableAnswerError extends Error {}
@@ -125,10 +126,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     maxRedirects: 0,
     httpAgent,
     httpsAgent,
-    // Named, so axios does not walk its adapter list on every call.
-    adapter: 'http',
-    // Without a proxy variable axios would look for one in the environment on every call.
-    proxy: options.proxyFromEnvironment ? undefined : false,
+    // Only axios's own adapter implements proxies; without a proxy variable the lean one serves,
+    // and `proxy: false` keeps axios from searching the environment on every call.
+    ...(options.proxyFromEnvironment
+      ? { adapter: 'http' }
+      : { adapter: createHttpAdapter({ http: httpAgent, https: httpsAgent }), proxy: false }),
     responseType: 'text',
     transformResponse: [(data: unknown) => data],
     validateStatus: () => true,
