@@ -1,5 +1,5 @@
 import cors from 'cors';
-import express, { type Express, type RequestHandler, type Router } from 'express';
+import express, { type Express, type IRouter, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Config } from './config';
 import { ForbiddenError } from './errors';
@@ -8,10 +8,17 @@ import type { Metrics } from './http/metrics';
 import { headersSetBy, setFixedHeaders } from './http/fixed-headers';
 import { createProblemHandler, notFound } from './http/problems';
 import { createRequestLog } from './http/request-log';
-import { createOpsRouter } from './routes/ops';
+import { opsRoutes } from './routes/ops';
 
 /** Paths a load balancer or scraper polls; logging each would bury the real traffic. */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * A feature's routes, registered on the app's own router. A nested express.Router would give every
+ * request another dispatch pass (its own `next` loop, URL parse and state restore): about 25 µs of
+ * CPU per request on the bench machine.
+ */
+export type Routes = (router: IRouter) => void;
 
 export interface AppDeps {
   config: Config;
@@ -19,9 +26,9 @@ export interface AppDeps {
   metrics: Metrics;
   /** Why the broker cannot serve right now, or undefined when it can. */
   notReadyReason: () => string | undefined;
-  /** The feature routers this listener serves (session, admin), mounted after the shared middleware. */
-  routers: Router[];
-  /** Whether one of the routers is the admin router, so /openapi.json describes it. Default false. */
+  /** The features this listener serves (session, admin), registered after the shared middleware. */
+  routes: Routes[];
+  /** Whether one of them is the admin routes, so /openapi.json describes them. Default false. */
   adminRoutes?: boolean;
 }
 
@@ -70,14 +77,8 @@ export function createApp(deps: AppDeps): Express {
 
   // Feature routes first: a session request, the bulk of the traffic, then never walks the ops
   // routes. Paths do not overlap, so the order changes nothing else.
-  for (const router of deps.routers) app.use(router);
-  app.use(
-    createOpsRouter({
-      metrics,
-      notReadyReason: deps.notReadyReason,
-      adminRoutes: deps.adminRoutes,
-    }),
-  );
+  for (const routes of deps.routes) routes(app);
+  opsRoutes({ metrics, notReadyReason: deps.notReadyReason, adminRoutes: deps.adminRoutes })(app);
 
   app.use(notFound);
   app.use(createProblemHandler(logger));

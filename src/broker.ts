@@ -1,5 +1,5 @@
-import type { Express, Router } from 'express';
-import { createApp } from './app';
+import type { Express } from 'express';
+import { createApp, type Routes } from './app';
 import type { Config } from './config';
 import { createAuthenticator } from './http/auth';
 import type { ListenerSpec } from './lifecycle';
@@ -8,8 +8,8 @@ import { createMetrics, type Metrics } from './http/metrics';
 import { createUserRateLimit } from './http/rate-limit';
 import { createRedisRateLimitStore } from './http/redis-rate-limit-store';
 import { createSigningKeyStore, type SigningKeyStore } from './http/signing-keys';
-import { createAdminRouter } from './routes/admin';
-import { createSessionRouter } from './routes/session';
+import { adminRoutes } from './routes/admin';
+import { sessionRoutes } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
 import {
   CERTISCAN_PASS_THROUGH_STATUSES,
@@ -43,11 +43,11 @@ export interface BrokerOptions {
 }
 
 interface AdminParts {
-  router: Router;
+  routes: Routes;
   certiscan: CertiscanClient;
 }
 
-/** The admin router and its CertiScan client, or undefined when ADMIN_API_KEYS is unset. */
+/** The admin routes and its CertiScan client, or undefined when ADMIN_API_KEYS is unset. */
 function createAdmin(
   config: Config,
   metrics: Metrics,
@@ -74,7 +74,7 @@ function createAdmin(
     }),
   );
   return {
-    router: createAdminRouter({ keys: config.admin.keys, certiscan, logger }),
+    routes: adminRoutes({ keys: config.admin.keys, certiscan, logger }),
     certiscan,
   };
 }
@@ -118,7 +118,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     return undefined;
   };
 
-  const session = createSessionRouter({
+  const session = sessionRoutes({
     authenticate: createAuthenticator(config.auth, keys).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,
@@ -137,7 +137,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     logger,
     metrics,
     notReadyReason,
-    routers: adminOnPublic ? [session, admin.router] : [session],
+    routes: adminOnPublic ? [session, admin.routes] : [session],
     adminRoutes: adminOnPublic,
   });
   const listeners: ListenerSpec[] = [
@@ -149,7 +149,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       logger,
       metrics,
       notReadyReason,
-      routers: [admin.router],
+      routes: [admin.routes],
       adminRoutes: true,
     });
     listeners.push({ name: 'admin', app: adminApp, port: adminPort, host: config.server.host });

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { Router } from 'express';
+import type { IRouter } from 'express';
 import request from 'supertest';
 import { createApp } from '../src/app';
 import { createLogger } from '../src/http/logger';
@@ -104,15 +104,16 @@ describe('health, readiness, metrics, OpenAPI', () => {
 describe('unexpected errors', () => {
   test('when a route fails unexpectedly, then a bare 500 problem, and neither body nor log holds a stack', async () => {
     const logs = new LogCapture();
-    const failing = Router().get('/explode', () => {
-      throw new TypeError('cannot read properties of undefined');
-    });
+    const failing = (router: IRouter) =>
+      router.get('/explode', () => {
+        throw new TypeError('cannot read properties of undefined');
+      });
     const app = createApp({
       config: h.config,
       logger: createLogger('info', logs),
       metrics: createMetrics(),
       notReadyReason: () => undefined,
-      routers: [failing],
+      routes: [failing],
     });
     const res = await request(app).get('/explode');
     expect(res.status).toBe(500);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Routes } from '../app';
 import { z } from 'zod';
 import type { AdminKey } from '../config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
@@ -148,7 +149,7 @@ function audited(logger: Logger, action: AdminAction, handle: AuditedHandler): R
   };
 }
 
-export function createAdminRouter(deps: AdminRouteDeps): Router {
+export function adminRoutes(deps: AdminRouteDeps): Routes {
   const { certiscan, logger } = deps;
 
   const create = audited(logger, 'worktoken.create', async (req, res, record) => {
@@ -193,18 +194,18 @@ export function createAdminRouter(deps: AdminRouteDeps): Router {
       throw new BadRequestError('the subject is missing: use /admin/worktokens/{subject}');
     });
 
-  const router = Router();
-  router.use('/admin', (_req, res, next) => {
-    // Answers may carry a secret shown once; no cache on the way may keep any admin answer.
-    res.set('Cache-Control', 'no-store');
-    next();
-  });
-  router.use('/admin', createAdminAuthenticator(deps.keys, logger));
-  router
-    .route('/admin/worktokens')
-    .post(create)
-    .put(noSubject('worktoken.update'))
-    .delete(noSubject('worktoken.delete'));
-  router.route('/admin/worktokens/:subject').put(update).delete(remove);
-  return router;
+  return (router) => {
+    router.use('/admin', (_req, res, next) => {
+      // Answers may carry a secret shown once; no cache on the way may keep any admin answer.
+      res.set('Cache-Control', 'no-store');
+      next();
+    });
+    router.use('/admin', createAdminAuthenticator(deps.keys, logger));
+    router
+      .route('/admin/worktokens')
+      .post(create)
+      .put(noSubject('worktoken.update'))
+      .delete(noSubject('worktoken.delete'));
+    router.route('/admin/worktokens/:subject').put(update).delete(remove);
+  };
 }

@@ -1,6 +1,6 @@
-import { Router } from 'express';
 import { ServiceUnavailableError } from '../errors';
 import type { Metrics } from '../http/metrics';
+import type { Routes } from '../app';
 import { openApiDocument, publicOpenApiDocument } from '../openapi';
 
 export interface OpsRouteDeps {
@@ -11,21 +11,21 @@ export interface OpsRouteDeps {
   adminRoutes?: boolean;
 }
 
-export function createOpsRouter(deps: OpsRouteDeps): Router {
-  const router = Router();
-  router.get('/healthz', (_req, res) => {
-    res.set('Cache-Control', 'no-store').json({ status: 'ok' });
-  });
-  router.get('/readyz', (_req, res) => {
-    const reason = deps.notReadyReason();
-    if (reason) throw new ServiceUnavailableError(`not ready: ${reason}`, 5);
-    res.set('Cache-Control', 'no-store').json({ status: 'ready' });
-  });
-  router.get('/metrics', async (_req, res) => {
-    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-  });
-  router.get('/openapi.json', (_req, res) => {
-    res.json(deps.adminRoutes ? openApiDocument : publicOpenApiDocument);
-  });
-  return router;
+export function opsRoutes(deps: OpsRouteDeps): Routes {
+  return (router) => {
+    router.get('/healthz', (_req, res) => {
+      res.set('Cache-Control', 'no-store').json({ status: 'ok' });
+    });
+    router.get('/readyz', (_req, res) => {
+      const reason = deps.notReadyReason();
+      if (reason) throw new ServiceUnavailableError(`not ready: ${reason}`, 5);
+      res.set('Cache-Control', 'no-store').json({ status: 'ready' });
+    });
+    router.get('/metrics', async (_req, res) => {
+      res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    });
+    router.get('/openapi.json', (_req, res) => {
+      res.json(deps.adminRoutes ? openApiDocument : publicOpenApiDocument);
+    });
+  };
 }

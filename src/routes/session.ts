@@ -1,4 +1,5 @@
-import { Router, type RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
+import type { Routes } from '../app';
 import { BadRequestError, UnsupportedMediaTypeError } from '../errors';
 import { userIdOf } from '../http/auth';
 import type { CardscanClient } from '../upstream/cardscan';
@@ -60,7 +61,7 @@ const refuseClientInput: RequestHandler = (req, _res, next) => {
   next();
 };
 
-export function createSessionRouter(deps: SessionRouteDeps): Router {
+export function sessionRoutes(deps: SessionRouteDeps): Routes {
   const mint: RequestHandler = async (req, res) => {
     const session = await deps.cardscan.getAccessToken(userIdOf(res), String(req.id));
     const body: Record<string, string> = {
@@ -78,10 +79,10 @@ export function createSessionRouter(deps: SessionRouteDeps): Router {
     res.end(text);
   };
 
-  const router = Router();
-  router
-    .route('/cardscan-session')
-    .get(deps.authenticate, refuseClientInput, deps.rateLimit, mint)
-    .post(deps.authenticate, refuseClientInput, deps.rateLimit, mint);
-  return router;
+  return (router) => {
+    router
+      .route('/cardscan-session')
+      .get(deps.authenticate, refuseClientInput, deps.rateLimit, mint)
+      .post(deps.authenticate, refuseClientInput, deps.rateLimit, mint);
+  };
 }
