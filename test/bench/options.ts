@@ -70,7 +70,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     }
   }
   const brokerFlags = value('broker-node-options').split(' ').filter(Boolean);
-  if (brokerFlags.some((flag) => !/^--[a-z0-9-]+(=[\w.,-]+)?$/.test(flag))) {
+  if (brokerFlags.some((flag) => !/^--[a-z0-9-]+(=[\w.,/-]+)?$/.test(flag))) {
     throw new Error('broker-node-options must be node flags such as --max-old-space-size=128');
   }
   const delaysMs = value('delays').split(',').map(Number);
