@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import axios, { type AxiosInstance } from 'axios';
 import { createLogger } from '../src/http/logger';
 import { createMetrics } from '../src/http/metrics';
@@ -150,6 +152,67 @@ describe('the adapter, under axios', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  test('when calls end (answered, or refused by their status), then no listener is left on their signal', async () => {
+    const signal = new AbortController().signal;
+    await client.get('/ok', { signal });
+    upstream.answer((_req, _body, res) => {
+      res.statusCode = 500;
+      res.end('{}');
+    });
+    await expect(client.get('/failing', { signal })).rejects.toMatchObject({ status: 500 });
+
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  });
+
+  test('when a multi-byte character arrives split across two writes, then it is decoded whole', async () => {
+    const bytes = Buffer.from('{"name":"Zoë"}');
+    const cut = bytes.indexOf(0xab); // the second byte of "ë"
+    upstream.answer((_req, _body, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': bytes.length });
+      res.write(bytes.subarray(0, cut), () => setTimeout(() => res.end(bytes.subarray(cut)), 10));
+    });
+
+    const res = await client.get('/name');
+
+    expect(res.data).toBe('{"name":"Zoë"}');
+  });
+
+  test('when the upstream redirects, then the 3xx is the answer and the redirect is not followed', async () => {
+    upstream.answer((_req, _body, res) => {
+      res.writeHead(302, { Location: '/elsewhere' });
+      res.end();
+    });
+
+    const res = await client.get('/moved', { validateStatus: () => true });
+
+    expect(res.status).toBe(302);
+    expect(upstream.received.map((seen) => seen.url)).toEqual(['/v1/moved']);
+  });
+
+  test('when the upstream answers 204, then the answer has an empty body', async () => {
+    upstream.answer((_req, _body, res) => {
+      res.statusCode = 204;
+      res.end();
+    });
+
+    await expect(client.delete('/gone')).resolves.toMatchObject({ status: 204, data: '' });
+  });
+
+  test('when a DELETE carries a body, then it arrives with its length and the connection stays usable', async () => {
+    await client.delete('/with-body', { data: { reason: 'rotated' } });
+    await client.get('/after');
+
+    expect(upstream.received.map((seen) => seen.body)).toEqual(['{"reason":"rotated"}', '']);
+    expect(new Set(upstream.received.map((seen) => seen.remotePort)).size).toBe(1);
+  });
+
+  test('when node:http refuses the request before sending it, then axios gets an AxiosError with its code', async () => {
+    await expect(instanceFor('ftp://127.0.0.1:1').get('/x')).rejects.toMatchObject({
+      isAxiosError: true,
+      code: 'ERR_INVALID_PROTOCOL',
+    });
+  });
+
   test('when the signal aborts while the upstream is silent, then axios rejects as canceled', async () => {
     upstream.answer(() => undefined);
     const controller = new AbortController();
@@ -214,6 +277,16 @@ describe('the adapter over TLS', () => {
     expect(upstream.received.at(-1)?.url).toBe('/v1/access-token?user_id=u1');
   });
 
+  test('when the base URL spells the scheme in capitals, then it is still https', async () => {
+    upstream.answer((_req, _body, res) => res.end('{"secure":true}'));
+    const trusting = { http: new http.Agent(), https: new https.Agent({ ca: cert }) };
+    const base = upstream.origin.replace('https://', 'HTTPS://');
+
+    await expect(instanceFor(base, trusting).get('/v1/x')).resolves.toMatchObject({
+      data: '{"secure":true}',
+    });
+  });
+
   test('when the certificate is not trusted, then the call fails instead of going out unverified', async () => {
     await expect(instanceFor(upstream.origin).get('/v1/x')).rejects.toMatchObject({
       code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -268,8 +341,7 @@ describe('what the upstream client makes of the transport failures', () => {
   test('when the upstream cuts the line in the middle of the body, then the call fails at once as a dropped connection', async () => {
     upstream.answer((req, _body, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
-      res.write('{"Token":"');
-      setTimeout(() => req.socket.destroy(), 20);
+      res.write('{"Token":"', () => req.socket.destroy());
     });
 
     // Not 'timeout': the broken answer itself ends the call, long before the deadline.
@@ -277,6 +349,22 @@ describe('what the upstream client makes of the transport failures', () => {
       failure: 'bad-response',
       message: 'Cardscan dropped the connection',
     });
+  });
+
+  test('when the upstream announces a short keep-alive timeout, then an idle connection is closed before it, not reused', async () => {
+    // Node's server closes after 2 s here; the client must let go of the socket 1 s before that.
+    upstream.answer((_req, _body, res) => {
+      res.setHeader('Keep-Alive', 'timeout=2');
+      res.end('{"Token":"t"}');
+    });
+    await call();
+    // Past the 1 s the client may keep it, well before the 5 s the server would really wait.
+    await sleep(1600);
+
+    await call();
+
+    const [first, second] = upstream.received;
+    expect(second?.remotePort).not.toBe(first?.remotePort);
   });
 
   test('when the upstream answers in time, then the parsed body comes back', async () => {

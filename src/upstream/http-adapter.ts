@@ -10,15 +10,16 @@ import {
 
 /**
  * axios's transport for the upstream clients, on node:http with kept-alive agents. axios's own
- * `http` adapter costs about 100 µs of CPU per call more than node:http underneath it (streams,
- * redirect, decompression and progress plumbing this client never uses); measured with the bench
- * in README "Performance". axios itself still builds each request (defaults, headers, request and
- * response transforms) and gets the answer back.
+ * `http` adapter cost about 100 µs of CPU per call more than node:http underneath it (streams,
+ * redirect, decompression and progress plumbing these calls never use; README "Performance").
+ * axios itself still builds each request (defaults, headers, request and response transforms)
+ * and gets the answer back.
  *
  * It carries what upstream-client uses: method, baseURL + url (query already encoded), headers,
- * a string body, signal, maxContentLength, validateStatus, and a text body back. Options it does
- * not carry are refused rather than ignored. No proxy: with a proxy variable set, upstream-client
- * uses axios's own adapter, which implements them.
+ * a string body, signal, maxContentLength, validateStatus, and a text body back. A 3xx comes back
+ * as an answer (never followed, as with maxRedirects 0); compression is not asked for, so none is
+ * undone. Options it does not carry are refused rather than ignored. No proxy: with a proxy
+ * variable set, upstream-client uses axios's own adapter, which implements them.
  */
 export function createHttpAdapter(agents: { http: http.Agent; https: https.Agent }): AxiosAdapter {
   return (config) =>
@@ -39,8 +40,19 @@ export function createHttpAdapter(agents: { http: http.Agent; https: https.Agent
         reject(new CanceledError(undefined, config));
         return;
       }
-      const url = fullUrl(config.baseURL, config.url ?? '');
-      const secure = url.startsWith('https:');
+      let target: URL;
+      try {
+        target = new URL(fullUrl(config.baseURL, config.url ?? ''));
+      } catch (error) {
+        reject(AxiosError.from(error, AxiosError.ERR_INVALID_URL, config));
+        return;
+      }
+      const secure = target.protocol === 'https:';
+      const body = config.data as string | undefined;
+      const headers = config.headers.toJSON() as Record<string, string>;
+      // Node computes a length only for methods that usually carry a body; a DELETE body without
+      // one would desynchronise the kept-alive connection.
+      if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
       const limit = config.maxContentLength ?? -1;
 
       // The abort listener stays until the call settles: a connection that closes without an
@@ -53,52 +65,61 @@ export function createHttpAdapter(agents: { http: http.Agent; https: https.Agent
       };
       const abort = () => fail(new CanceledError(undefined, config, request));
 
-      // Node sets Content-Length itself for a body given whole to end().
-      const request = (secure ? https : http).request(
-        url,
-        {
-          method: (config.method ?? 'get').toUpperCase(),
-          headers: config.headers.toJSON() as Record<string, string>,
-          agent: secure ? agents.https : agents.http,
-        },
-        (answer) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          answer.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (limit > -1 && size > limit) {
-              fail(
-                new AxiosError(
-                  `maxContentLength size of ${limit} exceeded`,
-                  AxiosError.ERR_BAD_RESPONSE,
-                  config,
-                  request,
-                ),
-              );
-              return;
-            }
-            chunks.push(chunk);
-          });
-          answer.on('error', (error) => fail(failure(error, config, request)));
-          answer.on('end', () => {
-            settle();
-            const response: AxiosResponse = {
-              data: Buffer.concat(chunks, size).toString('utf8'),
-              status: answer.statusCode ?? 0,
-              statusText: answer.statusMessage ?? '',
-              headers: answer.headers,
-              config,
-              request,
-            };
-            const valid = config.validateStatus;
-            if (!valid || valid(response.status)) resolve(response);
-            else reject(statusError(response));
-          });
-        },
-      );
+      let request: http.ClientRequest;
+      try {
+        request = (secure ? https : http).request(
+          target,
+          {
+            method: (config.method ?? 'get').toUpperCase(),
+            headers,
+            agent: secure ? agents.https : agents.http,
+          },
+          onAnswer,
+        );
+      } catch (error) {
+        // Refused before anything was sent: a protocol other than http(s), a bad header value.
+        reject(failure(error as Error, config));
+        return;
+      }
       signal?.addEventListener('abort', abort, { once: true });
       request.on('error', (error) => fail(failure(error, config, request)));
-      request.end(config.data as string | undefined);
+      request.end(body);
+
+      function onAnswer(answer: http.IncomingMessage) {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        answer.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (limit > -1 && size > limit) {
+            fail(
+              new AxiosError(
+                `maxContentLength size of ${limit} exceeded`,
+                AxiosError.ERR_BAD_RESPONSE,
+                config,
+                request,
+              ),
+            );
+            return;
+          }
+          chunks.push(chunk);
+        });
+        answer.on('error', (error) => fail(failure(error, config, request)));
+        answer.on('end', () => {
+          settle();
+          const response: AxiosResponse = {
+            // Decoded once, whole: a character split across two chunks stays intact.
+            data: Buffer.concat(chunks, size).toString('utf8'),
+            status: answer.statusCode ?? 0,
+            statusText: answer.statusMessage ?? '',
+            headers: answer.headers,
+            config,
+            request,
+          };
+          const valid = config.validateStatus;
+          if (!valid || valid(response.status)) resolve(response);
+          else reject(statusError(response));
+        });
+      }
     });
 }
 
@@ -119,7 +140,7 @@ function unsupportedOption(config: InternalAxiosRequestConfig): string | undefin
   return undefined;
 }
 
-function failure(error: Error, config: InternalAxiosRequestConfig, request: http.ClientRequest) {
+function failure(error: Error, config: InternalAxiosRequestConfig, request?: http.ClientRequest) {
   return AxiosError.from(error, (error as NodeJS.ErrnoException).code, config, request);
 }
 

@@ -61,6 +61,8 @@ export interface UpstreamClient {
 }
 
 const RETRY_BASE_MS = 50;
+/** As undici (Node's fetch) does: below the 5 s idle timeout of Node's own HTTP server. */
+const IDLE_SOCKET_TIMEOUT_MS = 4000;
 /** Upstream answers are small JSON documents; anything larger is nonsense. */
 const MAX_BODY_BYTES = 256 * 1024;
 const UNREACHABLE_CODES = new Set([
@@ -117,12 +119,17 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   const maxRetries = options.maxRetries ?? 2;
   const passThrough = new Set(options.passThroughStatuses ?? []);
 
-  // maxRedirects 0: an access-token endpoint never redirects, and axios only skips its
-  // follow-redirects layer when redirects are off.
-  const httpAgent = new http.Agent({ keepAlive: true });
-  const httpsAgent = new https.Agent({ keepAlive: true });
+  // An idle kept-alive socket is closed before the upstream closes it: reusing one the upstream is
+  // closing at that moment fails the call (and a create is not retried). Node's agent then also
+  // honours the upstream's `Keep-Alive: timeout=N` hint, ending 1 s before it; without this
+  // option it ignores the hint. A busy socket is not affected: the call's deadline governs it.
+  const agentOptions = { keepAlive: true, timeout: IDLE_SOCKET_TIMEOUT_MS };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent(agentOptions);
   const instance: AxiosInstance = axios.create({
     baseURL: options.baseUrl,
+    // These upstreams never redirect; and axios's own adapter (the proxy case) only skips its
+    // follow-redirects layer when redirects are off.
     maxRedirects: 0,
     httpAgent,
     httpsAgent,
