@@ -48,8 +48,15 @@ export interface Ratio {
   delayMs: number;
   broker: TargetName;
   versus: TargetName;
+  /** Of the means over the rounds. */
   throughput: number;
   cpuPerRequest: number;
+  /**
+   * Smallest and largest of the same ratio taken round by round (round N of one target against
+   * round N of the other, run minutes apart): how far this machine's noise moves it.
+   */
+  throughputRange: [number, number];
+  cpuPerRequestRange: [number, number];
 }
 
 export interface Check {
@@ -98,7 +105,11 @@ function find(summaries: Summary[], target: TargetName, delayMs: number): Summar
   return summaries.find((s) => s.target === target && s.delayMs === delayMs);
 }
 
-export function ratios(summaries: Summary[]): Ratio[] {
+function range(values: number[]): [number, number] {
+  return [Math.min(...values), Math.max(...values)];
+}
+
+export function ratios(summaries: Summary[], measures: RoundMeasure[]): Ratio[] {
   const result: Ratio[] = [];
   for (const delayMs of new Set(summaries.map((s) => s.delayMs))) {
     for (const broker of ['broker-rs256', 'broker-hs256'] as const) {
@@ -106,12 +117,24 @@ export function ratios(summaries: Summary[]): Ratio[] {
         const b = find(summaries, broker, delayMs);
         const v = find(summaries, versus, delayMs);
         if (!b || !v) continue;
+        const pairs = measures
+          .filter((m) => m.target === broker && m.delayMs === delayMs)
+          .flatMap((m) => {
+            const other = measures.find(
+              (o) => o.target === versus && o.delayMs === delayMs && o.round === m.round,
+            );
+            return other ? [[m, other] as const] : [];
+          });
         result.push({
           delayMs,
           broker,
           versus,
           throughput: b.requestsPerSecond / v.requestsPerSecond,
           cpuPerRequest: b.cpuMsPerRequest / v.cpuMsPerRequest,
+          throughputRange: range(
+            pairs.map(([m, o]) => m.load.requestsPerSecond / o.load.requestsPerSecond),
+          ),
+          cpuPerRequestRange: range(pairs.map(([m, o]) => m.cpuMsPerRequest / o.cpuMsPerRequest)),
         });
       }
     }
@@ -222,13 +245,15 @@ export function formatReport(summaries: Summary[], ratioList: Ratio[], checkList
       s.upstreamCallsPerRequest.toFixed(3),
     ]),
   );
+  const withRange = (value: number, [low, high]: [number, number]) =>
+    `${value.toFixed(2)}× (${low.toFixed(2)}–${high.toFixed(2)})`;
   const ratioTable = table(
-    ['ratio', 'upstream delay', 'throughput', 'CPU per request'],
+    ['ratio', 'upstream delay', 'throughput (round by round)', 'CPU per request (round by round)'],
     ratioList.map((r) => [
       `${r.broker} / ${r.versus}`,
       `${r.delayMs} ms`,
-      `${r.throughput.toFixed(2)}×`,
-      `${r.cpuPerRequest.toFixed(2)}×`,
+      withRange(r.throughput, r.throughputRange),
+      withRange(r.cpuPerRequest, r.cpuPerRequestRange),
     ]),
   );
   const checkTable = table(

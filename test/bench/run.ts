@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   }
 
   const summaries = summarize(measures);
-  const ratioList = ratios(summaries);
+  const ratioList = ratios(summaries, measures);
   const checkList = checks(summaries);
   const loadAtEnd = os.loadavg();
   const report = formatReport(summaries, ratioList, checkList);
