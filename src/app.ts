@@ -15,8 +15,8 @@ const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * A feature's routes, registered on the app's own router. A nested express.Router would give every
- * request another dispatch pass (its own `next` loop, URL parse and state restore): about 25 µs of
- * CPU per request on the bench machine.
+ * request another dispatch pass (its own `next` loop, URL parse and state restore): 17–41 µs of CPU
+ * per request in an A/B of a bare Express 5 app on the bench machine.
  */
 export type Routes = (router: IRouter) => void;
 
