@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
+import { createAppServer } from '../../src/http/app-server';
 
 export interface Listening {
   server: Server;
@@ -10,9 +11,12 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-/** One real listener on 127.0.0.1:0, for tests that send many requests at once. */
+/**
+ * One real listener on 127.0.0.1:0, built as the broker builds its own, for tests that send many
+ * requests at once.
+ */
 export async function listen(app: Express): Promise<Listening> {
-  const server = app.listen(0, '127.0.0.1');
+  const server = createAppServer(app).listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
     server,
