@@ -149,6 +149,11 @@ describe('the adapter, under axios', () => {
     await expect(client.get('/x', { timeout: 100 })).rejects.toMatchObject({
       code: 'ERR_NOT_SUPPORT',
     });
+    // A signal it cannot listen to could never end the call at its deadline.
+    await expect(client.get('/x', { signal: { aborted: false } })).rejects.toMatchObject({
+      code: 'ERR_NOT_SUPPORT',
+      message: 'a signal without addEventListener is not supported by this adapter',
+    });
     expect(upstream.received).toHaveLength(0);
   });
 

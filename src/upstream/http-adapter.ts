@@ -5,6 +5,7 @@ import {
   CanceledError,
   type AxiosAdapter,
   type AxiosResponse,
+  type GenericAbortSignal,
   type InternalAxiosRequestConfig,
 } from 'axios';
 
@@ -35,7 +36,7 @@ export function createHttpAdapter(agents: { http: http.Agent; https: https.Agent
         );
         return;
       }
-      const signal = config.signal as AbortSignal | undefined;
+      const signal = config.signal as ListenableSignal | undefined;
       if (signal?.aborted) {
         reject(new CanceledError(undefined, config));
         return;
@@ -129,8 +130,16 @@ function fullUrl(baseUrl: string | undefined, url: string): string {
   return url ? `${baseUrl.replace(/\/+$/, '')}/${url.replace(/^\/+/, '')}` : baseUrl;
 }
 
+/** An AbortSignal, or any signal axios accepts that can be listened to the same way. */
+type ListenableSignal = Required<
+  Pick<GenericAbortSignal, 'aborted' | 'addEventListener' | 'removeEventListener'>
+>;
+
 function unsupportedOption(config: InternalAxiosRequestConfig): string | undefined {
   if (config.params !== undefined) return 'params';
+  if (config.signal && typeof config.signal.addEventListener !== 'function') {
+    return 'a signal without addEventListener';
+  }
   if (config.timeout) return 'timeout';
   if (config.auth) return 'auth';
   if (config.proxy) return 'proxy';
