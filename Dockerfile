@@ -20,5 +20,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node as PID 1 receives SIGTERM directly, so the drain runs on docker stop / pod deletion.
-# The heap flags are npm start's (a test keeps them equal): README "Memory".
-CMD ["node", "--max-semi-space-size=8", "--heap-growing-percent=50", "dist/server.js"]
+CMD ["node", "dist/server.js"]

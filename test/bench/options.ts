@@ -25,9 +25,8 @@ export interface BenchOptions {
   /** Runs the served processes with `node --cpu-prof` (slower; for finding costs, not for figures). */
   profile: boolean;
   /**
-   * Extra node flags for the broker targets only, after the ones `npm start` ships with (the later
-   * flag wins), e.g. "--max-semi-space-size=16" to measure a heap setting an operator might
-   * choose. BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
+   * Extra node flags for the broker targets only, e.g. "--max-old-space-size=128", to measure a
+   * heap setting an operator might choose. BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
    */
   brokerNodeOptions: string[];
 }

@@ -6,7 +6,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startScriptNodeFlags } from '../helpers/node-flags';
 import { startIdentityProvider } from '../stand-ins/identity-provider';
 import { measureRound } from './measure';
 import { parseOptions } from './options';
@@ -52,8 +51,7 @@ async function main(): Promise<void> {
     brokerScript: path.join(REPO, 'dist/server.js'),
     cpus: cpuPlan(),
     profileDir,
-    // The broker as it ships (npm start, the Dockerfile), then any flags asked for; the later wins.
-    brokerNodeOptions: [...startScriptNodeFlags(), ...options.brokerNodeOptions],
+    brokerNodeOptions: options.brokerNodeOptions,
   };
 
   const startedAt = new Date();
@@ -62,7 +60,9 @@ async function main(): Promise<void> {
     `bench: ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
       `${options.warmupSeconds} s warm-up + ${options.seconds} s; ${options.connections} connections, ` +
       `${options.users} users; about ${Math.ceil((roundCount * perRound) / 60)} min. ` +
-      `Broker node flags: ${context.brokerNodeOptions.join(' ') || 'none'}. ` +
+      (options.brokerNodeOptions.length > 0
+        ? `Broker node flags: ${options.brokerNodeOptions.join(' ')}. `
+        : '') +
       `Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
   );
   const measures: RoundMeasure[] = [];
@@ -114,7 +114,6 @@ async function main(): Promise<void> {
           loadAverageAtEnd: loadAtEnd,
         },
         options,
-        brokerNodeFlags: context.brokerNodeOptions,
         rateLimitPerMinute: Number(BENCH_RATE_LIMIT_PER_MINUTE),
         summaries,
         ratios: ratioList,
