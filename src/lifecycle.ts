@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
@@ -41,9 +41,9 @@ type Tracked = ServerResponse & { [SLOT]?: number };
 /**
  * The responses in flight, for the drain: an array, each response knowing its slot. Not a Set: a
  * Set or Map with an entry added and removed per request kept finished requests alive through
- * V8's young-generation collections, so they were copied into the old generation (1.7 MB more
- * per collection in a bare Express app on the bench machine; with this array, no more than
- * without tracking).
+ * V8's young-generation collections, so they were copied into the old generation (1.7 MB per
+ * collection in a bare Express app on the bench machine; with this array, no more than without
+ * tracking).
  */
 export class InFlight {
   private readonly responses: Tracked[] = [];
@@ -64,8 +64,20 @@ export class InFlight {
     }
   }
 
-  values(): readonly ServerResponse[] {
-    return this.responses;
+  /** Tracks `res` until it closes, or until its connection is gone before it was ever sent. */
+  track(req: IncomingMessage, res: Tracked): void {
+    this.add(res);
+    res.once('close', () => this.delete(res));
+    // An answer queued behind another on a pipelining connection never gets the socket, so it
+    // never emits 'close' when the client resets the connection; its request does.
+    req.once('close', () => {
+      if (req.socket.destroyed) this.delete(res);
+    });
+  }
+
+  /** A copy: closing a response while the caller iterates would move another into its slot. */
+  values(): ServerResponse[] {
+    return this.responses.slice();
   }
 }
 
@@ -93,13 +105,12 @@ export async function startListeners(
     // Once closing, every answer also closes its keep-alive connection, so clients move on and
     // close() does not wait out the keep-alive timeout of a connection that was busy meanwhile.
     // Prepended, so it runs before Express answers (a synchronous answer has sent its headers).
-    server.prependListener('request', (_req, res: ServerResponse) => {
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       if (closing) {
         if (!res.headersSent) res.setHeader('Connection', 'close');
         return;
       }
-      inFlight.add(res);
-      res.once('close', () => inFlight.delete(res));
+      inFlight.track(req, res);
     });
   });
   logger.info({ urls }, 'listening');

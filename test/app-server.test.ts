@@ -81,6 +81,8 @@ test('when two apps each get a server, then each request is born with its own ap
     expect(answers.map((answer) => answer.body)).toEqual(['first', 'second']);
     expect(seen).toEqual([true, true]);
   } finally {
-    for (const server of servers) server.close();
+    await Promise.all(
+      servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    );
   }
 });

@@ -1,5 +1,10 @@
-import type { ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import express from 'express';
 import { InFlight } from '../src/lifecycle';
+import { listen } from './helpers/listen';
 
 const response = (name: string) => ({ name }) as unknown as ServerResponse;
 const names = (inFlight: InFlight) =>
@@ -30,4 +35,31 @@ test('when responses finish in any order, then exactly the unfinished ones stay 
   expect(names(inFlight)).toEqual(['d']);
   inFlight.delete(d);
   expect(inFlight.values()).toEqual([]);
+});
+
+test('when a client resets a connection with pipelined requests queued, then none of their answers stays in flight', async () => {
+  const app = express();
+  app.get('/slow', (_req, res) => {
+    setTimeout(() => res.end('ok'), 100);
+  });
+  const inFlight = new InFlight();
+  const listening = await listen(app);
+  listening.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
+    inFlight.track(req, res),
+  );
+  try {
+    const socket = net.connect((listening.server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /slow HTTP/1.1\r\nHost: broker\r\n\r\n'.repeat(3));
+    for (let polls = 0; inFlight.values().length < 3; polls++) {
+      expect(polls).toBeLessThan(200);
+      await sleep(5);
+    }
+    // Two answers wait behind the first; the reset means none of them can ever be sent.
+    socket.resetAndDestroy();
+    for (let polls = 0; inFlight.values().length > 0 && polls < 100; polls++) await sleep(10);
+    expect(inFlight.values()).toHaveLength(0);
+  } finally {
+    await listening.close();
+  }
 });

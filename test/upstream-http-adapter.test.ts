@@ -150,10 +150,21 @@ describe('the adapter, under axios', () => {
       code: 'ERR_NOT_SUPPORT',
     });
     // A signal it cannot listen to could never end the call at its deadline.
-    await expect(client.get('/x', { signal: { aborted: false } })).rejects.toMatchObject({
+    const refusedSignal = {
       code: 'ERR_NOT_SUPPORT',
-      message: 'a signal without addEventListener is not supported by this adapter',
-    });
+      message:
+        'a signal without addEventListener and removeEventListener is not supported by this adapter',
+    };
+    await expect(client.get('/x', { signal: { aborted: false } })).rejects.toMatchObject(
+      refusedSignal,
+    );
+    class HalfSignal {
+      aborted = false;
+      addEventListener(): void {}
+    }
+    await expect(client.get('/x', { signal: new HalfSignal() })).rejects.toMatchObject(
+      refusedSignal,
+    );
     expect(upstream.received).toHaveLength(0);
   });
 

@@ -137,8 +137,13 @@ type ListenableSignal = Required<
 
 function unsupportedOption(config: InternalAxiosRequestConfig): string | undefined {
   if (config.params !== undefined) return 'params';
-  if (config.signal && typeof config.signal.addEventListener !== 'function') {
-    return 'a signal without addEventListener';
+  const signal = config.signal;
+  if (
+    signal &&
+    (typeof signal.addEventListener !== 'function' ||
+      typeof signal.removeEventListener !== 'function')
+  ) {
+    return 'a signal without addEventListener and removeEventListener';
   }
   if (config.timeout) return 'timeout';
   if (config.auth) return 'auth';

@@ -109,8 +109,9 @@ export function isBreakerFailure(error: unknown): boolean {
  * One call's deadline, retries included, handed to axios as the call's signal. Not an
  * AbortController: Node 20 builds every AbortSignal with Object.setPrototypeOf, which kept each
  * one alive through V8's young-generation collections into the old generation (685 B per request
- * under the bench load, a quarter of what still got there). axios takes any object with
- * `aborted` and the two listener methods.
+ * under the bench load, a quarter of what still got there). axios takes any signal with
+ * `aborted` and the two listener methods, but it must stay a class instance: axios copies a plain
+ * object's fields into each call's config, and the copy would never see the deadline pass.
  */
 class Deadline implements GenericAbortSignal {
   aborted = false;
