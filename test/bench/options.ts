@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
 export const TARGET_NAMES = [
   'direct',
   'naive',
@@ -29,6 +32,12 @@ export interface BenchOptions {
    * heap setting an operator might choose. BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
    */
   brokerNodeOptions: string[];
+  /**
+   * A cgroup directory (v1 memory group or v2 group, created beforehand, needs root) the broker
+   * targets join before node starts, so node sizes V8's heap from its memory limit as it does in
+   * a container. BENCH_BROKER_CGROUP / --broker-cgroup, default none.
+   */
+  brokerCgroup?: string;
 }
 
 const DEFAULTS: Record<string, string> = {
@@ -41,6 +50,7 @@ const DEFAULTS: Record<string, string> = {
   targets: TARGET_NAMES.join(','),
   profile: 'false',
   'broker-node-options': '',
+  'broker-cgroup': '',
 };
 
 /** `--name=value` arguments win over BENCH_NAME variables, which win over the defaults. */
@@ -73,6 +83,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
   if (brokerFlags.some((flag) => !/^--[a-z0-9-]+(=[\w.,/-]+)?$/.test(flag))) {
     throw new Error('broker-node-options must be node flags such as --max-old-space-size=128');
   }
+  const brokerCgroup = value('broker-cgroup') || undefined;
+  if (
+    brokerCgroup &&
+    !(path.isAbsolute(brokerCgroup) && existsSync(`${brokerCgroup}/cgroup.procs`))
+  ) {
+    throw new Error('broker-cgroup must be the absolute path of a cgroup directory');
+  }
   const delaysMs = value('delays').split(',').map(Number);
   if (delaysMs.some((delay) => !Number.isInteger(delay) || delay < 0 || delay > 1000)) {
     throw new Error('delays must be whole numbers of ms between 0 and 1000');
@@ -87,5 +104,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     targets: targets as TargetName[],
     profile: value('profile') === 'true' || value('profile') === '1',
     brokerNodeOptions: brokerFlags,
+    brokerCgroup,
   };
 }

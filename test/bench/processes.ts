@@ -48,6 +48,8 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** CPUs the process may run on (taskset list, e.g. "1"); unset: any. */
   cpus?: string;
+  /** A cgroup directory the process joins before node starts, so node sees its memory limit. */
+  cgroup?: string;
 }
 
 /** A port free right now on 127.0.0.1 (loopback only; the tiny reuse race is harmless here). */
@@ -88,10 +90,15 @@ export async function startServer(options: SpawnOptions): Promise<ServerProcess>
   const origin = `http://127.0.0.1:${options.port}`;
   const spawnedAt = performance.now();
   // taskset execs node in place, so the pid is node's own.
-  const [command, args] = options.cpus
-    ? ['taskset', ['-c', options.cpus, process.execPath, ...options.args]]
-    : [process.execPath, options.args];
-  const child = spawn(command, args, {
+  const node = options.cpus
+    ? ['taskset', '-c', options.cpus, process.execPath, ...options.args]
+    : [process.execPath, ...options.args];
+  // The shell joins the cgroup, then execs node in place: node sizes its heap from the limit it
+  // sees at start, and the pid stays the one measured.
+  const [command, ...args]: string[] = options.cgroup
+    ? ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', options.cgroup, ...node]
+    : node;
+  const child = spawn(command as string, args, {
     cwd: options.cwd,
     env: { ...options.env, PORT: String(options.port) },
     stdio: ['ignore', 'ignore', 'pipe'],

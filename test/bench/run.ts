@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     cpus: cpuPlan(),
     profileDir,
     brokerNodeOptions: options.brokerNodeOptions,
+    brokerCgroup: options.brokerCgroup,
   };
 
   const startedAt = new Date();
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       (options.brokerNodeOptions.length > 0
         ? `Broker node flags: ${options.brokerNodeOptions.join(' ')}. `
         : '') +
+      (options.brokerCgroup ? `Broker cgroup: ${options.brokerCgroup}. ` : '') +
       `Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
   );
   const measures: RoundMeasure[] = [];

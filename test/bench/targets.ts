@@ -29,6 +29,8 @@ export interface BenchContext {
   profileDir?: string;
   /** Node flags for the broker targets only (BenchOptions.brokerNodeOptions). */
   brokerNodeOptions: string[];
+  /** A cgroup the broker targets start in (BenchOptions.brokerCgroup). */
+  brokerCgroup?: string;
 }
 
 export interface TargetRun {
@@ -114,6 +116,7 @@ export async function startTarget(
     startServer({
       name,
       cpus: context.cpus?.served,
+      cgroup: context.brokerCgroup,
       args: nodeArgs(context, context.brokerScript),
       cwd: context.cwd,
       port,
