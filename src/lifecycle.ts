@@ -123,8 +123,9 @@ export async function startListeners(
       logger.info({ delayMs }, 'draining: /readyz answers 503, still serving');
       await sleep(delayMs);
       closing = true;
-      for (const res of inFlight.values())
+      for (const res of inFlight.values()) {
         if (!res.headersSent) res.setHeader('Connection', 'close');
+      }
       const closed = Promise.all(
         servers.map(
           (server) =>

@@ -46,7 +46,7 @@ export interface UpstreamClientOptions {
   passThroughStatuses?: readonly number[];
   /** Default 2. */
   maxRetries?: number;
-  /** Whether an HTTP(S)_PROXY variable is set, so axios must look for a proxy on each call. */
+  /** A proxy variable (HTTP(S)_PROXY, ALL_PROXY) is set, so axios must look for one per call. */
   proxyFromEnvironment?: boolean;
   /** Circuit breaker numbers; the defaults are the contract (interface.md, "Resilience"). */
   breaker?: Partial<BreakerSettings>;
@@ -115,10 +115,13 @@ export function isBreakerFailure(error: unknown): boolean {
  */
 class Deadline implements GenericAbortSignal {
   aborted = false;
+  /** When it passes, on the performance.now() clock. */
+  readonly endsAt: number;
   private listeners: (() => void)[] = [];
   private readonly timer: NodeJS.Timeout;
 
   constructor(ms: number) {
+    this.endsAt = performance.now() + ms;
     this.timer = setTimeout(() => {
       this.aborted = true;
       const listeners = this.listeners;
@@ -253,7 +256,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     async send(request) {
       const started = performance.now();
-      const endsAt = started + timeoutMs;
       const deadline = new Deadline(timeoutMs);
       let result: { status: number; body: unknown } | Failure;
       try {
@@ -283,7 +285,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           }
           // Full jitter keeps replicas from retrying in lockstep against a struggling upstream.
           const backoff = RETRY_BASE_MS * 2 ** attempt * (0.5 + Math.random());
-          if (performance.now() + backoff >= endsAt) break;
+          if (performance.now() + backoff >= deadline.endsAt) break;
           await sleep(backoff);
         }
       } finally {
