@@ -28,8 +28,10 @@ export interface BenchOptions {
   /** Runs the served processes with `node --cpu-prof` (slower; for finding costs, not for figures). */
   profile: boolean;
   /**
-   * Extra node flags for the broker targets only, e.g. "--max-old-space-size=128", to measure a
-   * heap setting an operator might choose. BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
+   * Node flags for the broker targets only, after those of `npm start`, e.g.
+   * "--max-old-space-size=128", to measure a heap setting an operator might choose. A V8 flag also
+   * makes V8 refuse the build's code cache, so the cold start is that of a broker without it.
+   * BENCH_BROKER_NODE_OPTIONS / --broker-node-options.
    */
   brokerNodeOptions: string[];
   /**

@@ -3,7 +3,7 @@
  * process spent its CPU, by package, from a `BENCH_PROFILE=1 npm run bench` profile. With the
  * request count of that round (printed by the bench) the figures are µs per request.
  * The broker runs as one minified esbuild bundle; its positions are attributed to packages through
- * the source map beside it (dist/server.js.map).
+ * the source map beside it (dist/broker.js.map).
  */
 import { readFileSync } from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
@@ -52,9 +52,12 @@ function main(): void {
     const inModules = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
     if (inModules?.[1]) return inModules[1];
     if (url.startsWith('node:')) return url;
-    if (url.startsWith('file://')) {
+    // The launcher compiles the bundle from a plain path (src/code-cache.ts), not a file:// URL.
+    if (url.startsWith('file://') || url.startsWith('/')) {
       let lookup = bundles.get(url);
-      if (!lookup) bundles.set(url, (lookup = bundleModules(fileURLToPath(url))));
+      if (!lookup) {
+        bundles.set(url, (lookup = bundleModules(url.startsWith('/') ? url : fileURLToPath(url))));
+      }
       return lookup(line, column) ?? url;
     }
     return url;

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startNodeFlags } from '../../scripts/start-command';
 import { startIdentityProvider } from '../stand-ins/identity-provider';
 import { measureRound } from './measure';
 import { parseOptions } from './options';
@@ -61,9 +62,7 @@ async function main(): Promise<void> {
     `bench: ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
       `${options.warmupSeconds} s warm-up + ${options.seconds} s; ${options.connections} connections, ` +
       `${options.users} users; about ${Math.ceil((roundCount * perRound) / 60)} min. ` +
-      (options.brokerNodeOptions.length > 0
-        ? `Broker node flags: ${options.brokerNodeOptions.join(' ')}. `
-        : '') +
+      `Broker node flags: ${[...startNodeFlags(), ...options.brokerNodeOptions].join(' ')}. ` +
       (options.brokerCgroup ? `Broker cgroup: ${options.brokerCgroup}. ` : '') +
       `Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
   );

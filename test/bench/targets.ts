@@ -3,6 +3,7 @@ import jwt from 'jsonwebtoken';
 import type { IdentityProvider } from '../stand-ins/identity-provider';
 import type { UserRequest } from './load';
 import type { TargetName } from './options';
+import { startNodeFlags } from '../../scripts/start-command';
 import { freePort, startServer, type ServerProcess } from './processes';
 
 /** Placeholders in the vendors' formats; none is a real credential. */
@@ -56,7 +57,9 @@ export function signBenchTokens(idp: IdentityProvider, userIds: string[]) {
 
 function nodeArgs(context: BenchContext, script: string, ...rest: string[]): string[] {
   const profile = context.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${context.profileDir}`] : [];
-  const flags = script === context.brokerScript ? context.brokerNodeOptions : [];
+  // The broker runs as `npm start` runs it (its flags are those the build's code cache was written with).
+  const flags =
+    script === context.brokerScript ? [...startNodeFlags(), ...context.brokerNodeOptions] : [];
   return [...profile, ...flags, script, ...rest];
 }
 

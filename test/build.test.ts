@@ -1,0 +1,104 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startNodeFlags } from '../scripts/start-command';
+import { loadWithCodeCache } from '../src/code-cache';
+
+const ROOT = path.resolve(__dirname, '..');
+
+describe('the start command', () => {
+  it('is the same in the image as in npm start, which the build writes the code cache with', () => {
+    const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+    const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+    expect(JSON.parse(cmd ?? 'null')).toEqual(['node', ...startNodeFlags(), 'dist/server.js']);
+  });
+});
+
+describe('loadWithCodeCache', () => {
+  let dir: string;
+  let file: string;
+  let cacheFile: string;
+  // Line 4 makes the Error: its stack must point there, not to the wrapper's line.
+  const source = (answer: string) =>
+    [
+      '"use strict";',
+      "const path = require('node:path');",
+      'module.exports = {',
+      `  where: new Error().stack.split('\\n')[1],`,
+      '  strict: (function () { return this === undefined; })(),',
+      '  file: path.basename(__filename),',
+      '  dir: __dirname,',
+      `  answer: '${answer}',`,
+      '};',
+    ].join('\n');
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'code-cache-'));
+    file = path.join(dir, 'bundle.js');
+    cacheFile = `${file}.v8cache`;
+    writeFileSync(file, source('first'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs a file as a CommonJS module when there is no cache', () => {
+    const script = loadWithCodeCache(file, cacheFile);
+    expect(script.outcome).toBe('absent');
+    expect(script.run()).toEqual({
+      where: expect.stringContaining(`${file}:4:`),
+      strict: true,
+      file: 'bundle.js',
+      dir,
+      answer: 'first',
+    });
+  });
+
+  it('uses the cache a run saved', () => {
+    const first = loadWithCodeCache(file, cacheFile);
+    first.run();
+    first.saveCache();
+
+    const second = loadWithCodeCache(file, cacheFile);
+    expect(second.outcome).toBe('used');
+    expect(second.run()).toMatchObject({ answer: 'first', where: expect.stringContaining(':4:') });
+  });
+
+  it('does not give V8 a cache written for other source of the same length', () => {
+    const first = loadWithCodeCache(file, cacheFile);
+    first.run();
+    first.saveCache();
+    writeFileSync(file, source('other'));
+
+    const second = loadWithCodeCache(file, cacheFile);
+    expect(second.outcome).toBe('mismatched');
+    expect(second.run()).toMatchObject({ answer: 'other' });
+  });
+
+  it('does not give V8 a damaged cache', () => {
+    const first = loadWithCodeCache(file, cacheFile);
+    first.run();
+    first.saveCache();
+    const damaged = readFileSync(cacheFile);
+    damaged.writeUInt8(damaged.readUInt8(damaged.length - 1) ^ 0xff, damaged.length - 1);
+    writeFileSync(cacheFile, damaged);
+
+    const second = loadWithCodeCache(file, cacheFile);
+    expect(second.outcome).toBe('mismatched');
+    expect(second.run()).toMatchObject({ answer: 'first' });
+  });
+
+  it('reports a cache V8 refuses because its flags differ, and runs the file anyway', () => {
+    const inNode = (flags: string[], code: string) =>
+      execFileSync(process.execPath, [...flags, '--require', 'tsx/cjs', '-e', code], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH ?? '', FILE: file },
+      });
+    const load = `const s = require('./src/code-cache.ts').loadWithCodeCache(process.env.FILE, process.env.FILE + '.v8cache');`;
+    inNode([], `${load} s.run(); s.saveCache();`);
+
+    const report = `${load} process.stdout.write(s.outcome + ' ' + s.run().answer);`;
+    expect(inNode(['--max-semi-space-size=4'], report)).toBe('rejected first');
+    expect(inNode([], report)).toBe('used first');
+  });
+});
