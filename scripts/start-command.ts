@@ -12,9 +12,9 @@ export function startNodeFlags(): string[] {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
     scripts: { start: string };
   };
-  const match = /^node((?: --[a-z-]+=[\w.]+)*) dist\/server\.js$/.exec(pkg.scripts.start);
+  const match = /^node((?: --[a-z_-]+(?:=[\w.]+)?)*) dist\/server\.js$/.exec(pkg.scripts.start);
   if (!match) {
-    throw new Error('package.json "start" is not "node [--flag=value ...] dist/server.js"');
+    throw new Error('package.json "start" is not "node [--flag[=value] ...] dist/server.js"');
   }
   return (match[1] ?? '').split(' ').filter(Boolean);
 }

@@ -3,6 +3,7 @@ import { createBroker } from './broker';
 import { ConfigError, loadConfig } from './config';
 import { createLogger } from './http/logger';
 import { startListeners } from './lifecycle';
+import { memoryLimitWarning } from './memory-limit';
 
 /** Kept from the drain to close upstream and Redis connections before SHUTDOWN_TIMEOUT_MS. */
 const CLOSE_RESERVE_MS = 1000;
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
   const { config, warnings } = loaded;
   const logger = createLogger(config.logLevel);
   for (const warning of warnings) logger.warn(warning);
+  const memoryWarning = memoryLimitWarning();
+  if (memoryWarning) logger.warn(memoryWarning);
 
   const broker = createBroker(config, { logger, defaultMetrics: true });
   const starting = startListeners(broker.listeners, logger);

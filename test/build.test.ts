@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startNodeFlags } from '../scripts/start-command';
-import { loadWithCodeCache } from '../src/code-cache';
+import { codeCacheNotice, loadWithCodeCache } from '../src/code-cache';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -27,6 +27,7 @@ describe('loadWithCodeCache', () => {
       'module.exports = {',
       `  where: new Error().stack.split('\\n')[1],`,
       '  strict: (function () { return this === undefined; })(),',
+      '  self: this === exports,',
       '  file: path.basename(__filename),',
       '  dir: __dirname,',
       `  answer: '${answer}',`,
@@ -47,6 +48,7 @@ describe('loadWithCodeCache', () => {
     expect(script.run()).toEqual({
       where: expect.stringContaining(`${file}:4:`),
       strict: true,
+      self: true,
       file: 'bundle.js',
       dir,
       answer: 'first',
@@ -58,9 +60,29 @@ describe('loadWithCodeCache', () => {
     first.run();
     first.saveCache();
 
+    expect(existsSync(`${cacheFile}.partial`)).toBe(false);
+
     const second = loadWithCodeCache(file, cacheFile);
     expect(second.outcome).toBe('used');
     expect(second.run()).toMatchObject({ answer: 'first', where: expect.stringContaining(':4:') });
+    expect(codeCacheNotice(second.outcome, cacheFile)).toBeUndefined();
+  });
+
+  it('says why it starts without a cache', () => {
+    expect(codeCacheNotice('absent', cacheFile)).toBe(
+      `cardscan-broker: not using ${cacheFile} (there is none): the start is slower; npm run build writes it`,
+    );
+    expect(codeCacheNotice('rejected', cacheFile)).toContain(
+      'written by another Node version or with other V8 flags',
+    );
+  });
+
+  it('runs the file when the cache cannot be read', () => {
+    mkdirSync(cacheFile);
+
+    const script = loadWithCodeCache(file, cacheFile);
+    expect(script.outcome).toBe('unreadable');
+    expect(script.run()).toMatchObject({ answer: 'first' });
   });
 
   it('does not give V8 a cache written for other source of the same length', () => {
