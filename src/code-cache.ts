@@ -45,12 +45,11 @@ const WHY_NOT_USED: Record<Exclude<CodeCacheOutcome, 'used'>, string> = {
 export function loadWithCodeCache(file: string, cacheFile: string): CachedScript {
   const source = readFileSync(file, 'utf8');
   const stored = readCache(cacheFile);
-  const data = Buffer.isBuffer(stored) ? stored.subarray(DIGEST_BYTES) : undefined;
-  const digestMatches =
+  const usable =
     Buffer.isBuffer(stored) &&
-    data !== undefined &&
-    digestOf(source, data).equals(stored.subarray(0, DIGEST_BYTES));
-  const usable = digestMatches ? data : undefined;
+    digestOf(source, stored.subarray(DIGEST_BYTES)).equals(stored.subarray(0, DIGEST_BYTES))
+      ? stored.subarray(DIGEST_BYTES)
+      : undefined;
   const script = new vm.Script(WRAPPER_HEAD + source + WRAPPER_TAIL, {
     filename: file,
     lineOffset: -1,

@@ -42,6 +42,12 @@ describe('loadWithCodeCache', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  const runAndSaveCache = () => {
+    const script = loadWithCodeCache(file, cacheFile);
+    script.run();
+    script.saveCache();
+  };
+
   it('runs a file as a CommonJS module when there is no cache', () => {
     const script = loadWithCodeCache(file, cacheFile);
     expect(script.outcome).toBe('absent');
@@ -56,9 +62,7 @@ describe('loadWithCodeCache', () => {
   });
 
   it('uses the cache a run saved', () => {
-    const first = loadWithCodeCache(file, cacheFile);
-    first.run();
-    first.saveCache();
+    runAndSaveCache();
 
     expect(existsSync(`${cacheFile}.partial`)).toBe(false);
 
@@ -86,9 +90,7 @@ describe('loadWithCodeCache', () => {
   });
 
   it('does not give V8 a cache written for other source of the same length', () => {
-    const first = loadWithCodeCache(file, cacheFile);
-    first.run();
-    first.saveCache();
+    runAndSaveCache();
     writeFileSync(file, source('other'));
 
     const second = loadWithCodeCache(file, cacheFile);
@@ -97,9 +99,7 @@ describe('loadWithCodeCache', () => {
   });
 
   it('does not give V8 a damaged cache', () => {
-    const first = loadWithCodeCache(file, cacheFile);
-    first.run();
-    first.saveCache();
+    runAndSaveCache();
     const damaged = readFileSync(cacheFile);
     damaged.writeUInt8(damaged.readUInt8(damaged.length - 1) ^ 0xff, damaged.length - 1);
     writeFileSync(cacheFile, damaged);
