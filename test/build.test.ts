@@ -7,11 +7,35 @@ import { codeCacheNotice, loadWithCodeCache } from '../src/code-cache';
 
 const ROOT = path.resolve(__dirname, '..');
 
-describe('the start command', () => {
-  it('is the same in the image as in npm start, which the build writes the code cache with', () => {
-    const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+describe('the image', () => {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+
+  it('starts the broker as npm start does, with the flags the build writes the code cache with', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
     expect(JSON.parse(cmd ?? 'null')).toEqual(['node', ...startNodeFlags(), 'dist/server.js']);
+  });
+
+  // No Docker engine runs in CI: a script the build needs but the build stage lacks would only
+  // show on the first docker build.
+  it('copies into its build stage every script npm run build runs, and what they import', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: { build: string };
+    };
+    const needed = new Set<string>();
+    const visit = (file: string) => {
+      if (needed.has(file)) return;
+      needed.add(file);
+      const code = readFileSync(path.join(ROOT, file), 'utf8');
+      for (const [, relative] of code.matchAll(/from '(\.\/[\w-]+)'/g)) {
+        visit(path.posix.join(path.posix.dirname(file), `${relative}.ts`));
+      }
+    };
+    for (const [, script] of pkg.scripts.build.matchAll(/tsx (scripts\/[\w-]+\.ts)/g)) {
+      visit(script as string);
+    }
+    expect(needed).toContain('scripts/start-command.ts');
+    const copied = /^COPY (scripts\/.*) \.\/scripts\/$/m.exec(dockerfile)?.[1]?.split(' ');
+    expect(copied?.sort()).toEqual([...needed].sort());
   });
 });
 
