@@ -52,7 +52,8 @@ async function main(): Promise<void> {
     brokerScript: path.join(REPO, 'dist/server.js'),
     cpus: cpuPlan(),
     profileDir,
-    brokerNodeOptions: options.brokerNodeOptions,
+    // The broker runs as `npm start` runs it, with the flags the build's code cache was written with.
+    brokerNodeOptions: [...startNodeFlags(), ...options.brokerNodeOptions],
     brokerCgroup: options.brokerCgroup,
   };
 
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
     `bench: ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
       `${options.warmupSeconds} s warm-up + ${options.seconds} s; ${options.connections} connections, ` +
       `${options.users} users; about ${Math.ceil((roundCount * perRound) / 60)} min. ` +
-      `Broker node flags: ${[...startNodeFlags(), ...options.brokerNodeOptions].join(' ')}. ` +
+      `Broker node flags: ${context.brokerNodeOptions.join(' ')}. ` +
       (options.brokerCgroup ? `Broker cgroup: ${options.brokerCgroup}. ` : '') +
       `Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
   );

@@ -3,7 +3,6 @@ import jwt from 'jsonwebtoken';
 import type { IdentityProvider } from '../stand-ins/identity-provider';
 import type { UserRequest } from './load';
 import type { TargetName } from './options';
-import { startNodeFlags } from '../../scripts/start-command';
 import { freePort, startServer, type ServerProcess } from './processes';
 
 /** Placeholders in the vendors' formats; none is a real credential. */
@@ -28,7 +27,7 @@ export interface BenchContext {
   /** Where processes run (see cpuPlan); unset: anywhere. */
   cpus?: { served: string; others: string };
   profileDir?: string;
-  /** Node flags for the broker targets only (BenchOptions.brokerNodeOptions). */
+  /** Node flags for the broker targets only: those of `npm start`, then BenchOptions.brokerNodeOptions. */
   brokerNodeOptions: string[];
   /** A cgroup the broker targets start in (BenchOptions.brokerCgroup). */
   brokerCgroup?: string;
@@ -57,9 +56,7 @@ export function signBenchTokens(idp: IdentityProvider, userIds: string[]) {
 
 function nodeArgs(context: BenchContext, script: string, ...rest: string[]): string[] {
   const profile = context.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${context.profileDir}`] : [];
-  // The broker runs as `npm start` runs it (its flags are those the build's code cache was written with).
-  const flags =
-    script === context.brokerScript ? [...startNodeFlags(), ...context.brokerNodeOptions] : [];
+  const flags = script === context.brokerScript ? context.brokerNodeOptions : [];
   return [...profile, ...flags, script, ...rest];
 }
 
