@@ -74,6 +74,17 @@ describe('JWKS mode (AUTH_JWKS_URI with AUTH_ISSUER)', () => {
     expectUnauthorized(await session(h, forged), /algorithm that is not accepted/);
   });
 
+  test('when a token uses an accepted algorithm other than its JWK names, then 401', async () => {
+    // PS256 is in the default allowlist and verifies with the very same RSA key; only the JWK's
+    // "alg": "RS256" says the key is not for it.
+    const otherAlgorithm = jwt.sign(
+      { sub: 'pss-user', iss: h.idp.issuer, aud: AUDIENCE },
+      h.idp.currentKey.privateKey,
+      { algorithm: 'PS256', expiresIn: 300, keyid: h.idp.currentKey.kid },
+    );
+    expectUnauthorized(await session(h, otherAlgorithm), /signing key is not published for/);
+  });
+
   test('when the token has expired (beyond the clock tolerance), then 401 expired', async () => {
     expectUnauthorized(
       await session(h, h.idp.sign({ sub: 'late' }, { expiresIn: -120 })),

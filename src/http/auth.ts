@@ -122,7 +122,7 @@ export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): 
       if (!(config.algorithms as string[]).includes(token.header.alg)) {
         throw new AuthenticationError(explain(new Error('invalid algorithm')), 'invalid_token');
       }
-      return keys.keyFor(token.header.kid);
+      return keys.keyFor(token.header.kid, token.header.alg);
     },
   });
 

@@ -7,7 +7,11 @@ import type { Logger } from './logger';
 
 /** Resolves the key that verifies a token, by the token header's `kid`. */
 export interface SigningKeyStore {
-  keyFor(kid: string | undefined): Promise<KeyObject>;
+  /**
+   * The key for `kid`. A published key that names its algorithm (JWK `alg`) verifies only tokens
+   * of that algorithm (RFC 8725 §3.1): the allowlist alone would let an RS256 key verify PS256.
+   */
+  keyFor(kid: string | undefined, alg: string): Promise<KeyObject>;
   /** True once a key has ever been obtained (always, for a shared secret). */
   hasKeys(): boolean;
   /** Fetches the keys once at start so the first user does not wait; failures are logged. */
@@ -25,6 +29,12 @@ export interface JwksStoreOptions {
 }
 
 const MAX_KID_LENGTH = 256;
+
+/** A key from the JWKS, and the algorithm it is published for when the JWK names one. */
+interface PublishedKey {
+  key: KeyObject;
+  alg?: string;
+}
 
 export function createSigningKeyStore(
   source: KeySource,
@@ -76,8 +86,8 @@ function createJwksStore(
   const minRefetchIntervalMs = options.minRefetchIntervalMs ?? 30_000;
   const refreshAfterMs = options.refreshAfterMs ?? 10 * 60_000;
 
-  let keys = new Map<string, KeyObject>();
-  let onlyKey: KeyObject | undefined;
+  let keys = new Map<string, PublishedKey>();
+  let onlyKey: PublishedKey | undefined;
   let fetchedAt = 0;
   let lastAttemptAt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<void> | undefined;
@@ -97,10 +107,14 @@ function createJwksStore(
       });
     }
     const signingKeys = await client.getSigningKeys();
-    const next = new Map<string, KeyObject>();
+    const next = new Map<string, PublishedKey>();
     for (const key of signingKeys) {
-      // A KeyObject once, here, so verifying a token never re-parses a PEM.
-      next.set(key.kid ?? '', createPublicKey(key.getPublicKey()));
+      // A KeyObject once, here, so verifying a token never re-parses a PEM. jwks-rsa's types say
+      // `alg` is always there; it is only there when the JWK has one.
+      next.set(key.kid ?? '', {
+        key: createPublicKey(key.getPublicKey()),
+        alg: (key.alg as string | undefined) || undefined,
+      });
     }
     keys = next;
     onlyKey = next.size === 1 ? next.values().next().value : undefined;
@@ -133,23 +147,33 @@ function createJwksStore(
     return inFlight;
   }
 
-  function lookup(kid: string | undefined): KeyObject | undefined {
+  function lookup(kid: string | undefined): PublishedKey | undefined {
     return kid === undefined ? onlyKey : keys.get(kid);
   }
 
+  function keyOf(published: PublishedKey, alg: string): KeyObject {
+    if (published.alg !== undefined && published.alg !== alg) {
+      throw new AuthenticationError(
+        'the token is signed with an algorithm its signing key is not published for',
+        'invalid_token',
+      );
+    }
+    return published.key;
+  }
+
   return {
-    async keyFor(kid) {
+    async keyFor(kid, alg) {
       if (kid !== undefined && (typeof kid !== 'string' || kid.length > MAX_KID_LENGTH)) {
         throw new AuthenticationError('the token names an unknown signing key', 'invalid_token');
       }
-      let key = lookup(kid);
-      if (key) {
+      let published = lookup(kid);
+      if (published) {
         if (now() - fetchedAt > refreshAfterMs) void refresh();
-        return key;
+        return keyOf(published, alg);
       }
       await refresh();
-      key = lookup(kid);
-      if (key) return key;
+      published = lookup(kid);
+      if (published) return keyOf(published, alg);
       if (keys.size === 0) {
         throw new ServiceUnavailableError(
           'the keys that verify logins cannot be fetched right now',
