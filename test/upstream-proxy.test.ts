@@ -61,6 +61,24 @@ describe('outbound proxy', () => {
     expect(h.cardscan.requests).toHaveLength(1);
   });
 
+  test('when the call through the proxy hangs, then 504 at the deadline', async () => {
+    // Through a proxy the call runs on axios's own adapter, not the broker's: it must honour the
+    // deadline's signal too.
+    process.env.HTTP_PROXY = proxy.url;
+    h = await startHarness({ env: { HTTP_PROXY: proxy.url, NO_PROXY: undefined } });
+    h.cardscan.setMode('hang');
+    const before = proxy.seen.length;
+    const started = Date.now();
+
+    const res = await session(h);
+
+    expect(res.status).toBe(504);
+    expect(res.body.detail).toMatch(/did not answer within 1500 ms/);
+    // A bound, not a benchmark: one deadline of 1.5 s, not one per attempt (3 × 1.5 s).
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(proxy.seen.length).toBe(before + 1);
+  });
+
   test('when no proxy variable is set at start, then one set later is not used (restart to apply)', async () => {
     h = await startHarness({ env: { HTTP_PROXY: undefined } });
     process.env.HTTP_PROXY = proxy.url;
