@@ -61,7 +61,10 @@ describe('the broker', () => {
   test('when an app without an Origin asks, then the answer has the security headers and Vary: Origin', async () => {
     const res = await request(h.app).get('/healthz');
     expect(res.status).toBe(200);
-    expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+    // A policy for an API, not helmet's page policy: nothing loads from it, nothing frames it.
+    expect(res.headers['content-security-policy']).toBe(
+      "default-src 'none';frame-ancestors 'none'",
+    );
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['strict-transport-security']).toMatch(/max-age=/);
     expect(res.headers.vary).toBe('Origin');
@@ -73,7 +76,7 @@ describe('the broker', () => {
     expect(res.status).toBe(200);
     expect(res.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGIN);
     expect(res.headers['access-control-expose-headers']).toContain('X-Request-Id');
-    expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
+    expect(res.headers['x-frame-options']).toBe('DENY');
   });
 
   test('when a browser preflights without being allowed, then it is refused with problem+json', async () => {
