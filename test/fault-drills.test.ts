@@ -29,7 +29,7 @@ beforeEach(async () => {
     env: { UPSTREAM_TIMEOUT_MS: String(DEADLINE_MS) },
     broker: { breaker: BREAKER, now: () => clock },
   });
-  broker = await listen(h.app);
+  broker = await listen(h.broker.app);
   agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
 });
 afterEach(async () => {

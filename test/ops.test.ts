@@ -182,7 +182,7 @@ describe('graceful shutdown', () => {
     const logs = new LogCapture();
     const drainH = await startHarness();
     const listeners = await startListeners(
-      [{ name: 'public', app: drainH.app, port: 0, host: '127.0.0.1' }],
+      [{ name: 'public', app: drainH.broker.app, port: 0, host: '127.0.0.1' }],
       createLogger('info', logs),
     );
     const url = listeners.urls.public as string;
@@ -221,7 +221,7 @@ describe('graceful shutdown', () => {
     process.on('uncaughtException', onUncaught);
     const drainH = await startHarness();
     const listeners = await startListeners(
-      [{ name: 'public', app: drainH.app, port: 0, host: '127.0.0.1' }],
+      [{ name: 'public', app: drainH.broker.app, port: 0, host: '127.0.0.1' }],
       createLogger('silent'),
     );
     const socket = net.connect(Number(new URL(listeners.urls.public as string).port), '127.0.0.1');

@@ -43,11 +43,11 @@ function secondBroker(): { broker: Broker; logs: LogCapture } {
   return { broker, logs };
 }
 
-const session = (app: Express, token: string) =>
+const session = (app: Express | string, token: string) =>
   request(app).get('/cardscan-session').set('Authorization', `Bearer ${token}`).timeout(3000);
 
 /** Polls until the limit applies again (the answer carries RateLimit headers), bounded. */
-async function untilLimited(app: Express, token: string): Promise<void> {
+async function untilLimited(app: Express | string, token: string): Promise<void> {
   for (let polls = 0; ; polls++) {
     const res = await session(app, token);
     expect(res.status).toBe(200);

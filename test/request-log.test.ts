@@ -1,6 +1,4 @@
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { startHarness, type Harness } from './helpers/harness';
@@ -80,27 +78,20 @@ async function until(condition: () => boolean): Promise<void> {
 test('when the client leaves before the answer, then the line says the request was aborted', async () => {
   h.cardscan.queue('hang');
   const calls = h.cardscan.requests.length;
-  const server = h.app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  try {
-    const { port } = server.address() as AddressInfo;
-    const client = http.get({
-      host: '127.0.0.1',
-      port,
-      path: '/cardscan-session',
-      headers: { authorization: `Bearer ${h.tokenFor('patient-9')}` },
-    });
-    client.on('error', () => undefined);
-    await until(() => h.cardscan.requests.length > calls);
-    client.destroy();
-    await until(() => requestLines().length === 1);
-    expect(requestLines()[0]).toMatchObject({
-      level: 'info',
-      msg: 'request aborted',
-      req: { path: '/cardscan-session' },
-    });
-  } finally {
-    server.closeAllConnections();
-    server.close();
-  }
+  const { port } = new URL(h.app);
+  const client = http.get({
+    host: '127.0.0.1',
+    port,
+    path: '/cardscan-session',
+    headers: { authorization: `Bearer ${h.tokenFor('patient-9')}` },
+  });
+  client.on('error', () => undefined);
+  await until(() => h.cardscan.requests.length > calls);
+  client.destroy();
+  await until(() => requestLines().length === 1);
+  expect(requestLines()[0]).toMatchObject({
+    level: 'info',
+    msg: 'request aborted',
+    req: { path: '/cardscan-session' },
+  });
 });

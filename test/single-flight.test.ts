@@ -6,7 +6,7 @@ let h: Harness;
 let broker: Listening;
 beforeAll(async () => {
   h = await startHarness();
-  broker = await listen(h.app);
+  broker = await listen(h.broker.app);
 });
 afterAll(async () => {
   await broker.close();

@@ -1,10 +1,10 @@
-import type { Express } from 'express';
 import { createBroker, type Broker, type BrokerOptions } from '../../src/broker';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/http/logger';
 import { startCardscanStandIn, type CardscanStandIn } from '../stand-ins/cardscan';
 import { startCertiscanStandIn, type CertiscanStandIn } from '../stand-ins/certiscan';
 import { startIdentityProvider, type IdentityProvider } from '../stand-ins/identity-provider';
+import { listen } from './listen';
 import { LogCapture } from './log-capture';
 
 /** Placeholders in the vendors' formats; none of them is a real credential. */
@@ -19,7 +19,11 @@ export interface Harness {
   certiscan: CertiscanStandIn;
   config: Config;
   broker: Broker;
-  app: Express;
+  /**
+   * The URL of the broker's main app on 127.0.0.1, served as the broker serves it (its own
+   * server, requests born with the app's prototypes), for supertest's `request(h.app)`.
+   */
+  app: string;
   logs: LogCapture;
   /** A valid RS256 token for the user, from the identity provider. */
   tokenFor(sub: string): string;
@@ -68,19 +72,21 @@ export async function startHarness(
     ...options.broker,
   });
   await broker.keys.warmUp();
+  const listening = await listen(broker.app);
   return {
     idp,
     cardscan,
     certiscan,
     config,
     broker,
-    app: broker.app,
+    app: listening.url,
     logs,
     tokenFor: (sub) => idp.sign({ sub }),
     advanceClock: (ms) => {
       clockOffset += ms;
     },
     close: async () => {
+      await listening.close();
       await broker.close();
       await Promise.all([idp.close(), cardscan.close(), certiscan.close()]);
     },
