@@ -23,6 +23,35 @@ function expectUnauthorized(res: request.Response, detail: RegExp) {
   expect(res.body.request_id).toEqual(res.headers['x-request-id']);
 }
 
+describe('JWKS keys and their alg', () => {
+  const signWith = (h: Harness, algorithm: 'RS256' | 'PS256') =>
+    jwt.sign(
+      { sub: `${algorithm}-user`, iss: h.idp.issuer, aud: AUDIENCE },
+      h.idp.currentKey.privateKey,
+      {
+        algorithm,
+        expiresIn: 300,
+        keyid: h.idp.currentKey.kid,
+      },
+    );
+
+  test.each([
+    ['a JWK without alg', [undefined]],
+    ['one kid published for RS256 and for PS256', ['RS256', 'PS256']],
+  ])('when the JWKS has %s, then tokens of either algorithm are accepted', async (_, jwkAlgs) => {
+    const h = await startHarness({ jwkAlgs });
+    try {
+      for (const algorithm of ['RS256', 'PS256'] as const) {
+        const res = await session(h, signWith(h, algorithm));
+        expect(res.status).toBe(200);
+        expect(h.cardscan.userIdInToken(res.body.session)).toBe(`${algorithm}-user`);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('JWKS mode (AUTH_JWKS_URI with AUTH_ISSUER)', () => {
   let h: Harness;
   beforeAll(async () => {
@@ -81,6 +110,15 @@ describe('JWKS mode (AUTH_JWKS_URI with AUTH_ISSUER)', () => {
       { sub: 'pss-user', iss: h.idp.issuer, aud: AUDIENCE },
       h.idp.currentKey.privateKey,
       { algorithm: 'PS256', expiresIn: 300, keyid: h.idp.currentKey.kid },
+    );
+    expectUnauthorized(await session(h, otherAlgorithm), /signing key is not published for/);
+  });
+
+  test('when a token without kid uses another algorithm than the only JWK names, then 401', async () => {
+    const otherAlgorithm = jwt.sign(
+      { sub: 'pss-user', iss: h.idp.issuer, aud: AUDIENCE },
+      h.idp.currentKey.privateKey,
+      { algorithm: 'PS256', expiresIn: 300 },
     );
     expectUnauthorized(await session(h, otherAlgorithm), /signing key is not published for/);
   });

@@ -86,8 +86,9 @@ function createJwksStore(
   const minRefetchIntervalMs = options.minRefetchIntervalMs ?? 30_000;
   const refreshAfterMs = options.refreshAfterMs ?? 10 * 60_000;
 
-  let keys = new Map<string, PublishedKey>();
-  let onlyKey: PublishedKey | undefined;
+  // A list per kid: a provider may publish one kid for the same key under two algorithms.
+  let keys = new Map<string, PublishedKey[]>();
+  let onlyKey: PublishedKey[] | undefined;
   let fetchedAt = 0;
   let lastAttemptAt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<void> | undefined;
@@ -107,14 +108,16 @@ function createJwksStore(
       });
     }
     const signingKeys = await client.getSigningKeys();
-    const next = new Map<string, PublishedKey>();
+    const next = new Map<string, PublishedKey[]>();
     for (const key of signingKeys) {
+      const kid = key.kid ?? '';
       // A KeyObject once, here, so verifying a token never re-parses a PEM. jwks-rsa's types say
       // `alg` is always there; it is only there when the JWK has one.
-      next.set(key.kid ?? '', {
+      const published = {
         key: createPublicKey(key.getPublicKey()),
         alg: (key.alg as string | undefined) || undefined,
-      });
+      };
+      next.set(kid, [...(next.get(kid) ?? []), published]);
     }
     keys = next;
     onlyKey = next.size === 1 ? next.values().next().value : undefined;
@@ -147,18 +150,21 @@ function createJwksStore(
     return inFlight;
   }
 
-  function lookup(kid: string | undefined): PublishedKey | undefined {
+  function lookup(kid: string | undefined): PublishedKey[] | undefined {
     return kid === undefined ? onlyKey : keys.get(kid);
   }
 
-  function keyOf(published: PublishedKey, alg: string): KeyObject {
-    if (published.alg !== undefined && published.alg !== alg) {
+  function keyOf(published: PublishedKey[], alg: string): KeyObject {
+    const match =
+      published.find((each) => each.alg === alg) ??
+      published.find((each) => each.alg === undefined);
+    if (!match) {
       throw new AuthenticationError(
         'the token is signed with an algorithm its signing key is not published for',
         'invalid_token',
       );
     }
-    return published.key;
+    return match.key;
   }
 
   return {

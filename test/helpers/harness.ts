@@ -20,8 +20,8 @@ export interface Harness {
   config: Config;
   broker: Broker;
   /**
-   * The URL of the broker's main app on 127.0.0.1, served as the broker serves it (its own
-   * server, requests born with the app's prototypes), for supertest's `request(h.app)`.
+   * The URL of the broker's main app on 127.0.0.1, on a server from createAppServer as the broker
+   * builds its own (requests born with the app's prototypes), for supertest's `request(h.app)`.
    */
   app: string;
   logs: LogCapture;
@@ -44,9 +44,11 @@ export async function startHarness(
     env?: Record<string, string | undefined>;
     /** Breaker numbers and clock for the broker. */
     broker?: Pick<BrokerOptions, 'breaker' | 'now'>;
+    /** How the identity provider's JWKS lists its key (see startIdentityProvider). */
+    jwkAlgs?: (string | undefined)[];
   } = {},
 ): Promise<Harness> {
-  const idp = await startIdentityProvider({ audience: AUDIENCE });
+  const idp = await startIdentityProvider({ audience: AUDIENCE, jwkAlgs: options.jwkAlgs });
   const cardscan = await startCardscanStandIn({ apiKey: TEST_CARDSCAN_KEY });
   const certiscan = await startCertiscanStandIn({ authToken: TEST_CERTISCAN_TOKEN });
   const auth = options.auth ?? 'jwks';

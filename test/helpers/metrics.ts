@@ -1,12 +1,8 @@
-import type { Express } from 'express';
 import request from 'supertest';
 
 /** The value of one series from the app's /metrics, e.g. `upstream_circuit_state{upstream="cardscan",state="open"}`; undefined when absent. */
-export async function metricValue(
-  app: Express | string,
-  series: string,
-): Promise<number | undefined> {
-  const res = await request(app).get('/metrics');
+export async function metricValue(url: string, series: string): Promise<number | undefined> {
+  const res = await request(url).get('/metrics');
   const line = res.text.split('\n').find((each) => each.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }

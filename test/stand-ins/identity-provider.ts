@@ -56,7 +56,15 @@ const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
  * - `POST /dev/logout {"cookie":"<name>"}` clears that cookie.
  */
 export async function startIdentityProvider(
-  options: { audience?: string; port?: number } = {},
+  options: {
+    audience?: string;
+    port?: number;
+    /**
+     * The JWKS lists the current key once per entry, with that `alg` (undefined: none), as
+     * providers variously do. Default ['RS256'].
+     */
+    jwkAlgs?: (string | undefined)[];
+  } = {},
 ): Promise<IdentityProvider> {
   let currentKey = createSigningKey();
   let down = false;
@@ -158,7 +166,13 @@ export async function startIdentityProvider(
     }
     if (path === '/jwks.json') {
       const jwk = currentKey.publicKey.export({ format: 'jwk' });
-      return json(res, 200, { keys: [{ ...jwk, kid: currentKey.kid, alg: 'RS256', use: 'sig' }] });
+      const keys = (options.jwkAlgs ?? ['RS256']).map((alg) => ({
+        ...jwk,
+        kid: currentKey.kid,
+        ...(alg === undefined ? {} : { alg }),
+        use: 'sig',
+      }));
+      return json(res, 200, { keys });
     }
     json(res, 404, { error: 'not_found' });
   });
