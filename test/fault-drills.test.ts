@@ -2,7 +2,6 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startHarness, TEST_CARDSCAN_KEY, type Harness } from './helpers/harness';
 import { httpGet, type Answer } from './helpers/http-get';
-import { listen, type Listening } from './helpers/listen';
 import { circuitState, metricValue } from './helpers/metrics';
 import { createSigningKey } from './stand-ins/identity-provider';
 
@@ -18,7 +17,6 @@ const CLIENT_LIMIT_MS = DEADLINE_MS + 1500;
 const BREAKER = { openMs: 500 };
 
 let h: Harness;
-let broker: Listening;
 let agent: http.Agent;
 let clock: number;
 const tokens: string[] = [];
@@ -29,12 +27,10 @@ beforeEach(async () => {
     env: { UPSTREAM_TIMEOUT_MS: String(DEADLINE_MS) },
     broker: { breaker: BREAKER, now: () => clock },
   });
-  broker = await listen(h.broker.app);
   agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
 });
 afterEach(async () => {
   agent.destroy();
-  await broker.close();
   await h.close();
   tokens.length = 0;
 });
@@ -52,7 +48,7 @@ async function drive(count: number, options: { token?: (index: number) => string
   const worker = async () => {
     for (let index = next++; index < count; index = next++) {
       const token = options.token?.(index) ?? tokenFor(`drill-user-${index}`);
-      answers[index] = await httpGet(`${broker.url}/cardscan-session`, {
+      answers[index] = await httpGet(`${h.app}/cardscan-session`, {
         headers: { Authorization: `Bearer ${token}` },
         timeoutMs: CLIENT_LIMIT_MS,
         agent,
@@ -70,7 +66,7 @@ const typesOf = (answers: Answer[]) =>
 const problem = (code: string) => `urn:cardscan-broker:problem:${code}`;
 
 async function expectStillServingAndNothingLeaked(): Promise<void> {
-  expect((await httpGet(`${broker.url}/healthz`, { timeoutMs: 1000 })).status).toBe(200);
+  expect((await httpGet(`${h.app}/healthz`, { timeoutMs: 1000 })).status).toBe(200);
   const logs = h.logs.text();
   expect(logs).not.toContain(TEST_CARDSCAN_KEY);
   for (const token of tokens) expect(logs).not.toContain(token);
