@@ -3,7 +3,7 @@
  * `ADMIN_API_KEYS` entry (`name:sha256hex`) to paste, so nobody hashes a key by hand.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { ADMIN_KEY_NAME } from '../src/config';
+import { ADMIN_KEY_NAME } from '../src/config/config';
 
 /** 32 bytes from the CSPRNG: 43 base64url characters after the prefix. */
 const KEY_BYTES = 32;

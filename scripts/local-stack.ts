@@ -4,9 +4,9 @@
  */
 import type { DestinationStream } from 'pino';
 import { createBroker } from '../src/broker';
-import { loadConfig } from '../src/config';
-import { createLogger } from '../src/http/logger';
-import { startListeners } from '../src/lifecycle';
+import { loadConfig } from '../src/config/config';
+import { createLogger } from '../src/observability/logger';
+import { startListeners } from '../src/http/lifecycle';
 import { startCardscanStandIn, type CardscanStandIn } from '../test/stand-ins/cardscan';
 import { startCertiscanStandIn } from '../test/stand-ins/certiscan';
 import { startIdentityProvider, type IdentityProvider } from '../test/stand-ins/identity-provider';

@@ -1,13 +1,13 @@
 import cors from 'cors';
 import express, { type Express, type IRouter, type RequestHandler } from 'express';
 import helmet from 'helmet';
-import type { Config } from './config';
+import type { Config } from './config/config';
 import { ForbiddenError } from './errors';
-import type { Logger } from './http/logger';
-import type { Metrics } from './http/metrics';
+import type { Logger } from './observability/logger';
+import type { Metrics } from './observability/metrics';
 import { headersSetBy, setFixedHeaders } from './http/fixed-headers';
 import { createProblemHandler, notFound } from './http/problems';
-import { createRequestLog } from './http/request-log';
+import { createRequestLog } from './observability/request-log';
 import { opsRoutes } from './routes/ops';
 
 /**

@@ -1,9 +1,9 @@
 import dotenv from 'dotenv';
 import { createBroker } from './broker';
-import { ConfigError, loadConfig } from './config';
-import { createLogger } from './http/logger';
-import { startListeners } from './lifecycle';
-import { memoryLimitWarning } from './memory-limit';
+import { ConfigError, loadConfig } from './config/config';
+import { createLogger } from './observability/logger';
+import { startListeners } from './http/lifecycle';
+import { memoryLimitWarning } from './observability/memory-limit';
 
 /** Kept from the drain to close upstream and Redis connections before SHUTDOWN_TIMEOUT_MS. */
 const CLOSE_RESERVE_MS = 1000;

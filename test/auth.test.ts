@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
-import { MAX_TOKEN_LENGTH } from '../src/http/auth';
+import { MAX_TOKEN_LENGTH } from '../src/auth/authenticator';
 import { AUDIENCE, startHarness, TEST_HMAC_SECRET, type Harness } from './helpers/harness';
 import { createSigningKey } from './stand-ins/identity-provider';
 

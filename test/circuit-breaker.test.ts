@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { UpstreamError } from '../src/errors';
-import { createLogger } from '../src/http/logger';
-import { createMetrics } from '../src/http/metrics';
+import { createLogger } from '../src/observability/logger';
+import { createMetrics } from '../src/observability/metrics';
 import { createUpstreamClient, type UpstreamClient } from '../src/upstream/upstream-client';
 import { startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';

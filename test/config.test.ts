@@ -8,7 +8,7 @@ import {
   CERTISCAN_DEFAULT_URL,
   ConfigError,
   loadConfig,
-} from '../src/config';
+} from '../src/config/config';
 
 const HMAC = 'secret_test_hmac_placeholder_0123456789abcdef';
 const minimal = { CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder', AUTH_JWT_SECRET: HMAC };

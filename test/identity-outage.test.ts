@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { createBroker } from '../src/broker';
-import { createLogger } from '../src/http/logger';
+import { createLogger } from '../src/observability/logger';
 import { startHarness, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';
 import { createSigningKey } from './stand-ins/identity-provider';

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
-import { InFlight } from '../src/lifecycle';
+import { InFlight } from '../src/http/lifecycle';
 import { listen } from './helpers/listen';
 
 const response = (name: string) => ({ name }) as unknown as ServerResponse;

@@ -1,4 +1,4 @@
-import { createLogger } from '../src/http/logger';
+import { createLogger } from '../src/observability/logger';
 import { LogCapture } from './helpers/log-capture';
 
 test('when code logs headers, secrets or tokens by mistake, then the logger redacts them', () => {

@@ -1,4 +1,4 @@
-import { memoryLimitWarning } from '../src/memory-limit';
+import { memoryLimitWarning } from '../src/observability/memory-limit';
 
 const MB = 2 ** 20;
 const MACHINE = 24 * 1024 * MB;

@@ -2,9 +2,9 @@ import net from 'node:net';
 import type { IRouter } from 'express';
 import request from 'supertest';
 import { createApp } from '../src/app';
-import { createLogger } from '../src/http/logger';
-import { createMetrics } from '../src/http/metrics';
-import { startListeners } from '../src/lifecycle';
+import { createLogger } from '../src/observability/logger';
+import { createMetrics } from '../src/observability/metrics';
+import { startListeners } from '../src/http/lifecycle';
 import { startHarness, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';
 

@@ -4,7 +4,7 @@ import { createClient } from '@redis/client';
 import type { Express } from 'express';
 import request from 'supertest';
 import { createBroker, type Broker } from '../src/broker';
-import { createLogger } from '../src/http/logger';
+import { createLogger } from '../src/observability/logger';
 import { startHarness, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';
 import { metricValue } from './helpers/metrics';

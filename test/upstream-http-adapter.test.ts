@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import axios, { type AxiosInstance } from 'axios';
-import { createLogger } from '../src/http/logger';
-import { createMetrics } from '../src/http/metrics';
+import { createLogger } from '../src/observability/logger';
+import { createMetrics } from '../src/observability/metrics';
 import { createHttpAdapter } from '../src/upstream/http-adapter';
 import { createUpstreamClient, type UpstreamClient } from '../src/upstream/upstream-client';
 

@@ -7,7 +7,7 @@ import {
   UnsupportedMediaTypeError,
   type ProblemFields,
 } from '../errors';
-import type { Logger } from './logger';
+import type { Logger } from '../observability/logger';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
-import type { AdminKey } from '../config';
+import type { AdminKey } from '../config/config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
-import { adminActorOf, createAdminAuthenticator } from '../http/admin-auth';
-import type { Logger } from '../http/logger';
+import { adminActorOf, createAdminAuthenticator } from '../auth/admin-auth';
+import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
 
 /** Letters, digits, `.`, `_`, `-`, 1 to 128 characters, not starting with `.` (so never `..`). */

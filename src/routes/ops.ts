@@ -1,7 +1,7 @@
 import { ServiceUnavailableError } from '../errors';
-import type { Metrics } from '../http/metrics';
+import type { Metrics } from '../observability/metrics';
 import type { Routes } from '../app';
-import { openApiDocument, publicOpenApiDocument } from '../openapi';
+import { openApiDocument, publicOpenApiDocument } from './openapi';
 
 export interface OpsRouteDeps {
   metrics: Metrics;

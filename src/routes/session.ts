@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { Routes } from '../app';
 import { BadRequestError, UnsupportedMediaTypeError } from '../errors';
-import { userIdOf } from '../http/auth';
+import { userIdOf } from '../auth/authenticator';
 import type { CardscanClient } from '../upstream/cardscan';
 
 export interface SessionRouteDeps {

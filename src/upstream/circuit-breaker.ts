@@ -1,7 +1,7 @@
 import CircuitBreaker from 'opossum';
 import { UpstreamError, type UpstreamName } from '../errors';
-import type { Logger } from '../http/logger';
-import type { CircuitState, Metrics } from '../http/metrics';
+import type { Logger } from '../observability/logger';
+import type { CircuitState, Metrics } from '../observability/metrics';
 
 /** The breaker's numbers. The defaults are the contract in interface.md, "Resilience". */
 export interface BreakerSettings {

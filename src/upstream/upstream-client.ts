@@ -3,8 +3,8 @@ import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import axios, { type AxiosInstance, type AxiosResponse, type GenericAbortSignal } from 'axios';
 import { UpstreamError, type UpstreamFailure, type UpstreamName } from '../errors';
-import type { Logger } from '../http/logger';
-import type { Metrics, UpstreamOutcome } from '../http/metrics';
+import type { Logger } from '../observability/logger';
+import type { Metrics, UpstreamOutcome } from '../observability/metrics';
 import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
 import { createHttpAdapter } from './http-adapter';
 

@@ -1,6 +1,6 @@
 import { createBroker, type Broker, type BrokerOptions } from '../../src/broker';
-import { loadConfig, type Config } from '../../src/config';
-import { createLogger } from '../../src/http/logger';
+import { loadConfig, type Config } from '../../src/config/config';
+import { createLogger } from '../../src/observability/logger';
 import { startCardscanStandIn, type CardscanStandIn } from '../stand-ins/cardscan';
 import { startCertiscanStandIn, type CertiscanStandIn } from '../stand-ins/certiscan';
 import { startIdentityProvider, type IdentityProvider } from '../stand-ins/identity-provider';

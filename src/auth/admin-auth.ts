@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import type { AdminKey } from '../config';
+import type { AdminKey } from '../config/config';
 import { AuthenticationError } from '../errors';
-import type { Logger } from './logger';
+import type { Logger } from '../observability/logger';
 
 /** Admin keys are short random strings; anything longer is refused before it is hashed. */
 const MAX_KEY_LENGTH = 512;

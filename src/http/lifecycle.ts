@@ -3,8 +3,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
-import { createAppServer } from './http/app-server';
-import type { Logger } from './http/logger';
+import { createAppServer } from './app-server';
+import type { Logger } from '../observability/logger';
 
 export interface ListenerSpec {
   name: string;

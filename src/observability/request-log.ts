@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import type { Logger } from './logger';
-import { requestIdOf } from './request-id';
+import { requestIdOf } from '../http/request-id';
 
 declare module 'http' {
   interface IncomingMessage {

@@ -257,6 +257,12 @@ const fields = z.object({
 
 type Fields = z.infer<typeof fields>;
 
+/**
+ * Every environment variable the configuration reads (`AUTH_<N>_…` stands for a family). The
+ * reference in docs/configuration.md and .env.example are checked against it.
+ */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(fields.shape);
+
 function keyKind(apiKey: string | undefined): 'test' | 'live' | undefined {
   if (apiKey && TEST_KEY.test(apiKey)) return 'test';
   if (apiKey && LIVE_KEY.test(apiKey)) return 'live';

@@ -1,7 +1,7 @@
 import type { Options, Store } from 'express-rate-limit';
 import type { RedisReply } from 'rate-limit-redis';
-import type { Logger } from './logger';
-import type { Metrics } from './metrics';
+import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
 
 export interface RedisRateLimitStoreOptions {
   /** redis:// or rediss:// URL; it may hold a password, so it is never logged. */

@@ -1,9 +1,9 @@
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import axios from 'axios';
 import type { JwksClient } from 'jwks-rsa';
-import type { KeySource } from '../config';
+import type { KeySource } from '../config/config';
 import { AuthenticationError, ServiceUnavailableError } from '../errors';
-import type { Logger } from './logger';
+import type { Logger } from '../observability/logger';
 
 /** Resolves the key that verifies a token, by the token header's `kid`. */
 export interface SigningKeyStore {

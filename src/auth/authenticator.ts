@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { expressjwt, UnauthorizedError as JwtLibraryError } from 'express-jwt';
 import jwt, { type JwtPayload } from 'jsonwebtoken';
-import type { AuthConfig } from '../config';
+import type { AuthConfig } from '../config/config';
 import { AppError, AuthenticationError, ForbiddenError } from '../errors';
 import type { SigningKeyStore } from './signing-keys';
 

@@ -6,8 +6,8 @@ import {
   type Store,
 } from 'express-rate-limit';
 import { RateLimitedError } from '../errors';
-import { userIdOf } from './auth';
-import type { Logger } from './logger';
+import { userIdOf } from '../auth/authenticator';
+import type { Logger } from '../observability/logger';
 
 const WINDOW_MS = 60_000;
 
