@@ -59,8 +59,10 @@ async function main(): Promise<void> {
 
   const startedAt = new Date();
   const loadAtStart = os.loadavg();
+  // Every target, anchors included, is spawned with this process's own Node (process.execPath):
+  // under npm run bench that is the Node the project ships on (node_modules/.bin/node).
   log(
-    `bench: ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
+    `bench: Node ${process.version} for every target; ${options.targets.join(', ')}; delays ${options.delaysMs.join(', ')} ms; ${options.rounds} rounds of ` +
       `${options.warmupSeconds} s warm-up + ${options.seconds} s; ${options.connections} connections, ` +
       `${options.users} users; about ${Math.ceil((roundCount * perRound) / 60)} min. ` +
       `Broker node flags: ${context.brokerNodeOptions.join(' ')}. ` +
@@ -96,7 +98,7 @@ async function main(): Promise<void> {
   const checkList = checks(summaries);
   const loadAtEnd = os.loadavg();
   const report = formatReport(summaries, ratioList, checkList);
-  process.stdout.write(`\n${report}`);
+  process.stdout.write(`\nRuntime: Node ${process.version} (${process.execPath})\n${report}`);
   const file = path.join(
     RESULTS_DIR,
     `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`,
