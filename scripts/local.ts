@@ -54,7 +54,7 @@ export function describeLocalStack(stack: LocalStack, userToken: string): string
     `  curl -s -X POST ${idp.issuer}/dev/login -H 'Content-Type: application/json' -d '{"sub":"patient-2","aud":"other-app"}'`,
     '',
     'Admin routes, with a key for this run only (docs/admin.md has curl lines for create,',
-    'rename, rotate and delete that use these two variables):',
+    'rename, new secret and delete that use these two variables):',
     `  export BROKER=${url} ADMIN_KEY=${stack.adminKey}`,
     `  curl -s -X POST "$BROKER/admin/worktokens" -H "Authorization: Bearer $ADMIN_KEY" \\`,
     `       -H 'Content-Type: application/json' -d '{"name":"Front desk scanner","subject":"front-desk-1"}'`,
