@@ -34,6 +34,25 @@ function filesUnder(dir: string): string[] {
 }
 
 const relative = (file: string) => path.relative(ROOT, file);
+
+/** The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as `-`. */
+function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  let inCode = false;
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) inCode = !inCode;
+    const heading = inCode ? null : /^#{1,6} (.+)$/.exec(line);
+    if (heading?.[1]) {
+      anchors.add(
+        heading[1]
+          .toLowerCase()
+          .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+          .replace(/\s/g, '-'),
+      );
+    }
+  }
+  return anchors;
+}
 const markdownFiles = filesUnder(ROOT).filter((file) => file.endsWith('.md'));
 const docsPages = markdownFiles.filter((file) => relative(file).startsWith('docs/'));
 
@@ -65,6 +84,22 @@ describe('the docs', () => {
         .map((target) => `${relative(file)} → ${target}`),
     );
     expect(escaping).toEqual([]);
+  });
+
+  test('when a Markdown page links to a heading of a page that exists, then that heading exists', () => {
+    const broken = markdownFiles.flatMap((file) =>
+      [...readFileSync(file, 'utf8').matchAll(LINK)]
+        .map((match) => match[1] ?? '')
+        .filter((target) => !/^[a-z]+:/i.test(target) && target.includes('#'))
+        .filter((target) => {
+          const [page = '', anchor = ''] = target.split('#');
+          const targetFile = page ? path.resolve(path.dirname(file), page) : file;
+          if (!targetFile.endsWith('.md') || !existsSync(targetFile)) return false;
+          return !anchorsOf(readFileSync(targetFile, 'utf8')).has(anchor);
+        })
+        .map((target) => `${relative(file)} → ${target}`),
+    );
+    expect(broken).toEqual([]);
   });
 
   test('when a doc cites a test as proof, then that test exists under that name', () => {
