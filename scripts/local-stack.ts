@@ -4,7 +4,7 @@
  */
 import type { DestinationStream } from 'pino';
 import { createBroker } from '../src/broker';
-import { loadConfig } from '../src/config/config';
+import { loadConfig, type Config } from '../src/config/config';
 import { createLogger } from '../src/observability/logger';
 import { startListeners } from '../src/http/lifecycle';
 import { startCardscanStandIn, type CardscanStandIn } from '../test/stand-ins/cardscan';
@@ -15,7 +15,8 @@ import { startDemoServer, type DemoPageConfig } from './demo-server';
 
 const CARDSCAN_KEY = 'secret_test_local_placeholder_key';
 const CERTISCAN_TOKEN = 'secret_test_local_certiscan_token';
-const AUDIENCE = 'cardscan-broker-local';
+/** The audience of the dev login's tokens unless the developer sets AUTH_AUDIENCE. */
+export const LOCAL_AUDIENCE = 'cardscan-broker-local';
 /** The broker's AUTH_COOKIE_NAME in local mode, for the demo page's cookie variant. */
 export const LOCAL_COOKIE_NAME = 'cardscan_login';
 
@@ -29,7 +30,10 @@ export interface LocalStackOptions {
   logDestination?: DestinationStream;
   /** Process-wide metrics (CPU, memory); on for `npm run local`. */
   defaultMetrics?: boolean;
-  /** More broker variables, e.g. a lower RATE_LIMIT_PER_MINUTE for a test. */
+  /**
+   * More broker variables, e.g. a lower RATE_LIMIT_PER_MINUTE for a test. CORS_ORIGINS adds
+   * origins to the demo page's, and the dev login mints its tokens for the first AUTH_AUDIENCE.
+   */
   env?: Record<string, string>;
 }
 
@@ -40,13 +44,21 @@ export interface LocalStack {
   pageConfig: DemoPageConfig;
   idp: IdentityProvider;
   cardscan: CardscanStandIn;
+  /** The CertiScan stand-in's API base. */
+  certiscanUrl: string;
+  /** The placeholder credentials the stand-ins accept: not secrets, the same on every run. */
+  placeholders: { cardscanApiKey: string; certiscanAuthToken: string };
+  /** The broker's configuration as local mode built it (origins, audience, rate limit…). */
+  config: Config;
   /** A fresh admin key for this run only. */
   adminKey: string;
   close(): Promise<void>;
 }
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
-  const idp = await startIdentityProvider({ audience: AUDIENCE });
+  const { CORS_ORIGINS: extraOrigins, ...env } = options.env ?? {};
+  const audience = env.AUTH_AUDIENCE?.trim() || LOCAL_AUDIENCE;
+  const idp = await startIdentityProvider({ audience: audience.split(',')[0]?.trim() });
   const cardscan = await startCardscanStandIn({ apiKey: CARDSCAN_KEY });
   const certiscan = await startCertiscanStandIn({ authToken: CERTISCAN_TOKEN });
   const admin = createAdminKey('local-ops');
@@ -58,23 +70,31 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   // First the page's server, because its origin goes into the broker's CORS_ORIGINS.
   const demo = await startDemoServer({ pageConfig: () => pageConfig, port: options.demoPort });
 
-  const { config } = loadConfig({
-    PORT: String(options.port),
-    HOST: '127.0.0.1',
-    CARDSCAN_API_KEY: CARDSCAN_KEY,
-    CARDSCAN_BASE_URL: cardscan.baseUrl,
-    AUTH_ISSUER: idp.issuer,
-    AUTH_AUDIENCE: AUDIENCE,
-    AUTH_COOKIE_NAME: LOCAL_COOKIE_NAME,
-    CORS_ORIGINS: demo.origin,
-    ADMIN_API_KEYS: admin.entry,
-    CERTISCAN_BASE_URL: certiscan.baseUrl,
-    CERTISCAN_AUTH_TOKEN: CERTISCAN_TOKEN,
-    SHUTDOWN_DELAY_MS: '0',
-    SHUTDOWN_TIMEOUT_MS: '3000',
-    LOG_LEVEL: options.logLevel,
-    ...options.env,
-  });
+  const standIns = [demo, idp, cardscan, certiscan];
+  let config: Config;
+  try {
+    ({ config } = loadConfig({
+      PORT: String(options.port),
+      HOST: '127.0.0.1',
+      CARDSCAN_API_KEY: CARDSCAN_KEY,
+      CARDSCAN_BASE_URL: cardscan.baseUrl,
+      AUTH_ISSUER: idp.issuer,
+      AUTH_AUDIENCE: audience,
+      AUTH_COOKIE_NAME: LOCAL_COOKIE_NAME,
+      // The demo page must keep working whatever else a developer lets in.
+      CORS_ORIGINS: [demo.origin, extraOrigins].filter(Boolean).join(','),
+      ADMIN_API_KEYS: admin.entry,
+      CERTISCAN_BASE_URL: certiscan.baseUrl,
+      CERTISCAN_AUTH_TOKEN: CERTISCAN_TOKEN,
+      SHUTDOWN_DELAY_MS: '0',
+      SHUTDOWN_TIMEOUT_MS: '3000',
+      LOG_LEVEL: options.logLevel,
+      ...env,
+    }));
+  } catch (error) {
+    await Promise.all(standIns.map((standIn) => standIn.close()));
+    throw error;
+  }
   const logger = createLogger(config.logLevel, options.logDestination);
   const broker = createBroker(config, { logger, defaultMetrics: options.defaultMetrics });
   const running = await startListeners(broker.listeners, logger);
@@ -87,11 +107,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     pageConfig,
     idp,
     cardscan,
+    certiscanUrl: certiscan.baseUrl,
+    placeholders: { cardscanApiKey: CARDSCAN_KEY, certiscanAuthToken: CERTISCAN_TOKEN },
+    config,
     adminKey: admin.key,
     close: async () => {
       await running.shutdown({ delayMs: 0, timeoutMs: 3000, startDraining: broker.startDraining });
       await broker.close();
-      await Promise.all([demo.close(), idp.close(), cardscan.close(), certiscan.close()]);
+      await Promise.all(standIns.map((standIn) => standIn.close()));
     },
   };
 }

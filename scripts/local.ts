@@ -1,40 +1,82 @@
 /**
  * `npm run local`: the broker with built-in stand-ins for Cardscan, CertiScan and the identity
  * provider, and the demo page for web apps on its own origin, all on 127.0.0.1, so it runs with no
- * accounts. Prints the demo page's address and ready-to-paste curl lines.
+ * accounts. Prints what it started and ready-to-paste curl lines.
  */
-import { startLocalStack } from './local-stack';
+import { ConfigError } from '../src/config/config';
+import { startLocalStack, type LocalStack, type LocalStackOptions } from './local-stack';
+
+/**
+ * The broker variables a developer sets to try their own app against local mode. Everything
+ * else is fixed, and no `.env` is read: a production `.env` must not leak real keys into it.
+ */
+export const LOCAL_VARIABLES = ['CORS_ORIGINS', 'AUTH_AUDIENCE', 'RATE_LIMIT_PER_MINUTE'] as const;
+
+export function localOptions(env: Record<string, string | undefined>): LocalStackOptions {
+  const brokerEnv: Record<string, string> = {};
+  for (const name of LOCAL_VARIABLES) {
+    const value = env[name]?.trim();
+    if (value) brokerEnv[name] = value;
+  }
+  return {
+    port: Number(env.PORT || 8080),
+    demoPort: Number(env.DEMO_PORT || 8081),
+    logLevel: env.LOG_LEVEL || 'info',
+    defaultMetrics: true,
+    env: brokerEnv,
+  };
+}
+
+/** What `npm run local` prints: every address, the placeholder credentials, the settings in force. */
+export function describeLocalStack(stack: LocalStack, userToken: string): string {
+  const { brokerUrl: url, idp, config } = stack;
+  const [audience = ''] = config.auth.audience;
+  return [
+    '',
+    `cardscan-broker (local stand-ins) listening on ${url}`,
+    '',
+    'Stand-ins on 127.0.0.1 (placeholder credentials, the same on every run, not secrets):',
+    `  Cardscan            ${stack.cardscan.baseUrl}   CARDSCAN_API_KEY=${stack.placeholders.cardscanApiKey}`,
+    `  CertiScan           ${stack.certiscanUrl}   CERTISCAN_AUTH_TOKEN=${stack.placeholders.certiscanAuthToken}`,
+    `  identity provider   ${idp.issuer}   (issuer; keys at ${idp.jwksUri})`,
+    '',
+    'Settings (set these variables before npm run local to change them):',
+    `  CORS_ORIGINS=${config.cors.origins.join(',')}   (the demo page's origin is always included)`,
+    `  AUTH_AUDIENCE=${config.auth.audience.join(',')}   (the dev login mints tokens for ${audience})`,
+    `  RATE_LIMIT_PER_MINUTE=${config.rateLimit.perMinute}   LOG_LEVEL=${config.logLevel}   PORT, DEMO_PORT`,
+    '',
+    `Demo page for web apps (its own origin): ${stack.demoUrl}`,
+    '',
+    'A session for patient-1 (the login token is valid for 1 hour):',
+    `  curl -s -H 'Authorization: Bearer ${userToken}' ${url}/cardscan-session`,
+    'A token for another user, or for another audience (the broker refuses one it does not expect):',
+    `  curl -s -X POST ${idp.issuer}/dev/login -H 'Content-Type: application/json' -d '{"sub":"patient-2"}'`,
+    `  curl -s -X POST ${idp.issuer}/dev/login -H 'Content-Type: application/json' -d '{"sub":"patient-2","aud":"other-app"}'`,
+    '',
+    'Admin routes, with a key for this run only (docs/admin.md has curl lines for create,',
+    'rename, new secret and delete that use these two variables):',
+    `  export BROKER=${url} ADMIN_KEY=${stack.adminKey}`,
+    `  curl -s -X POST "$BROKER/admin/worktokens" -H "Authorization: Bearer $ADMIN_KEY" \\`,
+    `       -H 'Content-Type: application/json' -d '{"name":"Front desk scanner","subject":"front-desk-1"}'`,
+    '',
+    'Ctrl-C stops everything.',
+    '',
+  ].join('\n');
+}
 
 async function main(): Promise<void> {
-  const stack = await startLocalStack({
-    port: Number(process.env.PORT ?? 8080),
-    demoPort: Number(process.env.DEMO_PORT ?? 8081),
-    logLevel: process.env.LOG_LEVEL ?? 'info',
-    defaultMetrics: true,
-  });
-  const { brokerUrl: url, idp, adminKey } = stack;
-  const userToken = idp.sign({ sub: 'patient-1' }, { expiresIn: 3600 });
-  process.stdout.write(
-    [
-      '',
-      `cardscan-broker (local stand-ins) listening on ${url}`,
-      `  identity provider: ${idp.issuer}   (POST ${idp.issuer}/dev/login '{"sub":"…"}' for another user)`,
-      '',
-      `Demo page for web apps (its own origin, the one in CORS_ORIGINS): ${stack.demoUrl}`,
-      '',
-      'A session for patient-1 (the login token is valid for 1 hour):',
-      `  curl -s -H 'Authorization: Bearer ${userToken}' ${url}/cardscan-session`,
-      '',
-      'Admin routes, with a key for this run only (the README section "Admin routes for ops" has',
-      'curl lines for create, rename, rotate and delete that use these two variables):',
-      `  export BROKER=${url} ADMIN_KEY=${adminKey}`,
-      `  curl -s -X POST "$BROKER/admin/worktokens" -H "Authorization: Bearer $ADMIN_KEY" \\`,
-      `       -H 'Content-Type: application/json' -d '{"name":"Front desk scanner","subject":"front-desk-1"}'`,
-      '',
-      'Ctrl-C stops everything.',
-      '',
-    ].join('\n'),
-  );
+  let stack: LocalStack;
+  try {
+    stack = await startLocalStack(localOptions(process.env));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(
+      `npm run local: invalid configuration\n${error.problems.map((p) => `  ${p}\n`).join('')}`,
+    );
+    process.exit(1);
+  }
+  const userToken = stack.idp.sign({ sub: 'patient-1' }, { expiresIn: 3600 });
+  process.stdout.write(describeLocalStack(stack, userToken));
 
   const stop = async () => {
     await stack.close();
@@ -44,4 +86,4 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop());
 }
 
-void main();
+if (require.main === module) void main();

@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import request, { type Response } from 'supertest';
 import type { Express } from 'express';
 import { createAdminKey, runAdminKey } from '../scripts/admin-key';
@@ -719,6 +722,31 @@ describe('npm run admin-key', () => {
       expect(res.status).toBe(201);
       expect(auditLines(h)).toEqual([expect.objectContaining({ actor: 'ops.alice-1' })]);
       expect(h.logs.text()).not.toContain(created.key);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('when a key is made with the openssl recipe in docs/admin.md, then it has the form of npm run admin-key and logs in as that name', async () => {
+    const page = readFileSync(path.join(__dirname, '..', 'docs', 'admin.md'), 'utf8');
+    const recipe = /<!-- admin-key-recipe -->\s*```sh\n([\s\S]*?)```/.exec(page)?.[1] ?? '';
+    expect(recipe).toContain('openssl rand 32');
+    const out = execFileSync('bash', ['-euo', 'pipefail', '-c', recipe], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    const key = /adm_[A-Za-z0-9_-]+/.exec(out)?.[0] ?? '';
+    expect(key).toMatch(/^adm_[A-Za-z0-9_-]{43}$/);
+    const entry = /alice:[0-9a-f]+/.exec(out)?.[0] ?? '';
+    expect(entry).toBe(`alice:${sha256(key)}`);
+
+    const h = await startHarness({
+      env: { ADMIN_API_KEYS: entry, CERTISCAN_AUTH_TOKEN: TEST_CERTISCAN_TOKEN },
+    });
+    try {
+      const res = await call(h.app, 'delete', '/admin/worktokens/front-desk-1', key);
+      expect(res.status).not.toBe(401);
+      expect(auditLines(h)).toEqual([expect.objectContaining({ actor: 'alice' })]);
     } finally {
       await h.close();
     }

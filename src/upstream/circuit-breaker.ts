@@ -3,7 +3,7 @@ import { UpstreamError, type UpstreamName } from '../errors';
 import type { Logger } from '../observability/logger';
 import type { CircuitState, Metrics } from '../observability/metrics';
 
-/** The breaker's numbers. The defaults are the contract in interface.md, "Resilience". */
+/** The breaker's numbers. The defaults are the contract in docs/interface.md, "Resilience". */
 export interface BreakerSettings {
   /** Calls needed in the window before the breaker may open. Default 10. */
   volumeThreshold: number;

@@ -12,7 +12,7 @@ import {
 /**
  * axios's transport for the upstream clients, on node:http with kept-alive agents. axios's own
  * `http` adapter cost about 100 µs of CPU per call more than node:http underneath it (streams,
- * redirect, decompression and progress plumbing these calls never use; README "Performance").
+ * redirect, decompression and progress plumbing these calls never use; docs/performance.md).
  * axios itself still builds each request (defaults, headers, request and response transforms)
  * and gets the answer back.
  *

@@ -48,7 +48,7 @@ export interface UpstreamClientOptions {
   maxRetries?: number;
   /** A proxy variable (HTTP(S)_PROXY, ALL_PROXY) is set, so axios must look for one per call. */
   proxyFromEnvironment?: boolean;
-  /** Circuit breaker numbers; the defaults are the contract (interface.md, "Resilience"). */
+  /** Circuit breaker numbers; the defaults are the contract (docs/interface.md, "Resilience"). */
   breaker?: Partial<BreakerSettings>;
   metrics: Metrics;
   logger: Logger;

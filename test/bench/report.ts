@@ -224,7 +224,7 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
-/** Markdown tables, so the output can go into the README as it is. */
+/** Markdown tables, so the output can go into docs/performance.md as it is. */
 export function formatReport(summaries: Summary[], ratioList: Ratio[], checkList: Check[]): string {
   const results = table(
     [

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: the broker against the vendor's own sample handler, on loopback only.
- * See "## Performance" in the README for what is measured and how to read it.
+ * See docs/performance.md for what is measured and how to read it.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

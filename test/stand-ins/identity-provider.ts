@@ -49,7 +49,8 @@ const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 /**
  * An OIDC identity provider on 127.0.0.1: discovery document, JWKS, RS256 tokens, and a dev
  * login for `npm run local` and the demo page:
- * - `POST /dev/login {"sub","expires_in"?}` → `{"access_token"}` (the bearer variant);
+ * - `POST /dev/login {"sub","expires_in"?,"aud"?}` → `{"access_token"}` (the bearer variant;
+ *   `aud` mints a token for another audience than the provider's own);
  * - `POST /dev/login {"sub","expires_in"?,"cookie":"<name>"}` → sets the token as an HttpOnly,
  *   SameSite=Strict cookie instead, as a customer's login server would. Cookies belong to a host,
  *   not a port, so a broker on the same host receives it; the page never sees the token;
@@ -141,7 +142,8 @@ export async function startIdentityProvider(
       }
       const sub = typeof body.sub === 'string' && body.sub ? body.sub : 'patient-1';
       const expiresIn = typeof body.expires_in === 'number' ? body.expires_in : 3600;
-      const token = sign({ sub }, { expiresIn });
+      const audience = typeof body.aud === 'string' && body.aud ? body.aud : undefined;
+      const token = sign({ sub }, { expiresIn, audience });
       if (cookie) {
         // A session cookie (no Max-Age): it may outlive the token, so an expired login still
         // reaches the broker and gets its 401, as with a real login server.
