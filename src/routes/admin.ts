@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
@@ -125,6 +125,8 @@ function audited(logger: Logger, action: AdminAction, handle: AuditedHandler): R
     const record: AuditRecord = {};
     const line = (outcome: string, status: number, upstreamStatus: number | undefined) => ({
       audit: true,
+      // The request id is the caller's to choose; this one is the broker's and never repeats.
+      audit_id: randomUUID(),
       actor: adminActorOf(res),
       action,
       subject: record.subject?.slice(0, MAX_LOGGED_SUBJECT),

@@ -1,0 +1,80 @@
+/**
+ * The edges an outside security review found (issue 18), each written as the attack: real HTTP on
+ * 127.0.0.1, real signed tokens, and what the client, the upstreams and the logs saw.
+ */
+import { createHash } from 'node:crypto';
+import request, { type Response } from 'supertest';
+import { startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
+
+const ALICE_KEY = 'secret_test_admin_key_alice_0001';
+const sha256 = (key: string) => createHash('sha256').update(key).digest('hex');
+const ADMIN_ENV = {
+  ADMIN_API_KEYS: `alice:${sha256(ALICE_KEY)}`,
+  CERTISCAN_AUTH_TOKEN: TEST_CERTISCAN_TOKEN,
+};
+
+function expectProblem(res: Response, status: number, detail: RegExp): void {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(Object.keys(res.body).sort()).toEqual(['detail', 'request_id', 'status', 'title', 'type']);
+  expect(res.body.status).toBe(status);
+  expect(res.body.detail).toMatch(detail);
+  expect(res.body.request_id).toBe(res.headers['x-request-id']);
+  expect(JSON.stringify(res.body)).not.toMatch(/at .*\.ts:\d+|secret_test_|Bearer /);
+}
+
+/** Client errors are the client's business: nothing at error level (or above) may be logged. */
+function expectNoErrorLines(h: Harness): void {
+  const errors = h.logs
+    .entries()
+    .filter((entry) => ['error', 'fatal'].includes(String(entry.level)));
+  expect(errors).toEqual([]);
+}
+
+describe('admin input and audit', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: ADMIN_ENV });
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.certiscan.requests.length = 0;
+    h.certiscan.worktokens.clear();
+    h.logs.lines.length = 0;
+  });
+
+  const admin = (method: 'post' | 'put' | 'delete', path: string) =>
+    request(h.app)[method](path).set('Authorization', `Bearer ${ALICE_KEY}`);
+
+  test('when a caller sends the same X-Request-Id for two actions, then each audit line carries its own broker-generated audit_id', async () => {
+    const requestId = 'replayed-request-id-0001';
+    const created = await admin('post', '/admin/worktokens')
+      .set('X-Request-Id', requestId)
+      .send({ name: 'Front desk', subject: 'front-desk-1' });
+    expect(created.status).toBe(201);
+    const deleted = await admin('delete', '/admin/worktokens/front-desk-1').set(
+      'X-Request-Id',
+      requestId,
+    );
+    expect(deleted.status).toBe(200);
+    const refused = await request(h.app)
+      .delete('/admin/worktokens/front-desk-1')
+      .set('X-Request-Id', requestId);
+    expectProblem(refused, 401, /send an admin key/);
+
+    const audit = h.logs.entries().filter((entry) => entry.audit === true);
+    expect(audit.map((entry) => entry.action)).toEqual([
+      'worktoken.create',
+      'worktoken.delete',
+      'admin.authenticate',
+    ]);
+    for (const entry of audit) {
+      expect(entry.requestId).toBe(requestId);
+      expect(entry.audit_id).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+    }
+    expect(new Set(audit.map((entry) => entry.audit_id)).size).toBe(3);
+    expectNoErrorLines(h);
+  });
+});
