@@ -15,7 +15,16 @@ const SUBJECT_RULE = 'must be 1 to 128 letters, digits, ".", "_" or "-", not sta
 const GENERATED_SECRET_BYTES = 32;
 const MIN_SECRET_LENGTH = 16;
 const MAX_SECRET_LENGTH = 512;
-const MAX_NAME_LENGTH = 200;
+const MAX_NAME_LENGTH = 128;
+/**
+ * CertiScan stores the name and shows it to people: no control characters (a CR/LF forges lines in
+ * logs and exports), no format characters (U+202E and friends reorder what a reader sees, zero-width
+ * ones hide text), no line separators and no lone surrogates. Counted in code points.
+ */
+const PRINTABLE_NAME = new RegExp(
+  `^[^\\p{Cc}\\p{Cf}\\p{Cs}\\p{Zl}\\p{Zp}]{1,${MAX_NAME_LENGTH}}$`,
+  'u',
+);
 /** A refused subject is still logged, but never at any length a caller likes. */
 const MAX_LOGGED_SUBJECT = 256;
 
@@ -35,7 +44,10 @@ const text = () =>
 const name = text()
   .trim()
   .min(1, 'must not be empty')
-  .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`);
+  .regex(
+    PRINTABLE_NAME,
+    `must be 1 to ${MAX_NAME_LENGTH} printable characters (no control or bidi-override characters)`,
+  );
 const subject = text().regex(SUBJECT_PATTERN, SUBJECT_RULE);
 const secret = text()
   .min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`)
