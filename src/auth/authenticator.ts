@@ -5,6 +5,7 @@ import jwt, { type JwtPayload } from 'jsonwebtoken';
 import type { AuthConfig } from '../config/config';
 import { AppError, AuthenticationError, ForbiddenError } from '../errors';
 import type { SigningKeyStore } from './signing-keys';
+import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
 export const CLOCK_TOLERANCE_SECONDS = 30;
@@ -108,6 +109,10 @@ export function userIdOf(res: Response): string {
 }
 
 export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): Authenticator {
+  const timeRules: TimeRules = {
+    maxAgeSeconds: config.maxTokenAgeSeconds,
+    toleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+  };
   const verifier = expressjwt({
     algorithms: config.algorithms,
     issuer: config.issuer,
@@ -122,14 +127,13 @@ export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): 
       if (!(config.algorithms as string[]).includes(token.header.alg)) {
         throw new AuthenticationError(explain(new Error('invalid algorithm')), 'invalid_token');
       }
+      checkCritical(token.header);
       return keys.keyFor(token.header.kid, token.header.alg);
     },
   });
 
   function userIdFrom(payload: JwtPayload): string {
-    if (typeof payload.exp !== 'number') {
-      throw new AuthenticationError('the token has no expiry (exp)', 'invalid_token');
-    }
+    checkTimeClaims(payload, Date.now() / 1000, timeRules);
     const claim: unknown = payload[config.userIdClaim];
     if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_USER_ID_LENGTH) {
       throw new AuthenticationError(

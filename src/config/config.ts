@@ -40,6 +40,8 @@ export interface AuthConfig {
   userIdClaim: string;
   cookieName?: string;
   userIdHashSecret?: string;
+  /** AUTH_MAX_TOKEN_AGE: tokens issued (iat) longer ago are refused. Unset: only exp counts. */
+  maxTokenAgeSeconds?: number;
 }
 
 export interface AdminKey {
@@ -233,6 +235,7 @@ const fields = z.object({
     .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { message: 'is not a valid cookie name' })
     .optional(),
   USER_ID_HASH_SECRET: atLeastBytes(32).optional(),
+  AUTH_MAX_TOKEN_AGE: int(1, 31_536_000).optional(),
   CORS_ORIGINS: z.string().transform(list).pipe(z.array(origin)).default([]),
   ADMIN_API_KEYS: adminKeys.optional(),
   ADMIN_PORT: int(1, 65535).optional(),
@@ -364,6 +367,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
       userIdClaim: f.AUTH_USER_ID_CLAIM,
       cookieName: f.AUTH_COOKIE_NAME,
       userIdHashSecret: f.USER_ID_HASH_SECRET,
+      maxTokenAgeSeconds: f.AUTH_MAX_TOKEN_AGE,
     },
     cors: { origins: f.CORS_ORIGINS },
     admin: f.ADMIN_API_KEYS ? { keys: f.ADMIN_API_KEYS, port: f.ADMIN_PORT } : undefined,
