@@ -215,3 +215,39 @@ describe('token fields', () => {
     expect(h.cardscan.userIdInToken(res.body.session)).toBe('fresh-user');
   });
 });
+
+describe('user ids', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.cardscan.requests.length = 0;
+    h.logs.lines.length = 0;
+  });
+
+  const sessionFor = (claims: Record<string, unknown>) =>
+    request(h.app)
+      .get('/cardscan-session')
+      .set('Authorization', `Bearer ${h.idp.sign(claims)}`);
+
+  test.each([
+    ['a lone surrogate (once a 500)', 'user-\uD800'],
+    ['a NUL', 'user\u0000admin'],
+    ['a line feed', 'user\nforged'],
+    ['a C1 control (U+0085)', 'user\u0085x'],
+    ['DEL', 'user\u007F'],
+    ['an NFD form (e + combining acute)', 'Jose\u0301'],
+  ])('when sub holds %s, then 401 before any upstream call', async (_, sub) => {
+    const res = await sessionFor({ sub });
+    expectRefusedLogin(h, res, /sub claim (holds a control character|is not in Unicode)/, 0);
+  });
+
+  test('when sub is the NFC form with accents and emoji, then Cardscan receives it intact', async () => {
+    const sub = 'José-Zoë-🩺';
+    const res = await sessionFor({ sub });
+    expect(res.status).toBe(200);
+    expect(h.cardscan.requests.at(-1)?.query.user_id).toBe(sub);
+  });
+});
