@@ -4,6 +4,7 @@
  */
 import { createHash, createSign } from 'node:crypto';
 import request, { type Response } from 'supertest';
+import { loadConfig } from '../src/config/config';
 import { AUDIENCE, startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
 
 const ALICE_KEY = 'secret_test_admin_key_alice_0001';
@@ -250,4 +251,67 @@ describe('user ids', () => {
     expect(res.status).toBe(200);
     expect(h.cardscan.requests.at(-1)?.query.user_id).toBe(sub);
   });
+});
+
+describe('user id from an e-mail claim', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { AUTH_USER_ID_CLAIM: 'email' } });
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.cardscan.requests.length = 0;
+    h.logs.lines.length = 0;
+  });
+
+  const sessionFor = (claims: Record<string, unknown>) =>
+    request(h.app)
+      .get('/cardscan-session')
+      .set('Authorization', `Bearer ${h.idp.sign(claims)}`);
+
+  test.each([
+    ['false', { email_verified: false }],
+    ['missing', {}],
+    ['the string "true"', { email_verified: 'true' }],
+  ])(
+    "when an attacker's token carries the victim's e-mail with email_verified %s, then 401 and Cardscan never sees the victim's id",
+    async (_, verified) => {
+      const res = await sessionFor({ sub: 'a-9', email: 'victim@example.com', ...verified });
+      expectRefusedLogin(h, res, /email is not verified/, 0);
+    },
+  );
+
+  test('when the e-mail is verified, then it becomes the user id', async () => {
+    const res = await sessionFor({ sub: 'v-1', email: 'victim@example.com', email_verified: true });
+    expect(res.status).toBe(200);
+    expect(h.cardscan.requests.at(-1)?.query.user_id).toBe('victim@example.com');
+  });
+});
+
+describe('start-up warnings for the user-id claim', () => {
+  const env = {
+    CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder',
+    AUTH_ISSUER: 'https://login.example.com/',
+    AUTH_AUDIENCE: AUDIENCE,
+  };
+  const claimWarnings = (claim: string | undefined) =>
+    loadConfig({ ...env, AUTH_USER_ID_CLAIM: claim }).warnings.filter((w) =>
+      w.startsWith('AUTH_USER_ID_CLAIM'),
+    );
+
+  test.each(['email', 'preferred_username', 'patient_id'])(
+    'when AUTH_USER_ID_CLAIM is %s, then the broker starts with a warning that recommends sub',
+    (claim) => {
+      const [warning, ...others] = claimWarnings(claim);
+      expect(others).toEqual([]);
+      expect(warning).toMatch(new RegExp(`^AUTH_USER_ID_CLAIM=${claim}: .*Prefer sub`));
+    },
+  );
+
+  test.each([undefined, 'sub', 'oid'])(
+    'when AUTH_USER_ID_CLAIM is %s, then no warning',
+    (claim) => {
+      expect(claimWarnings(claim)).toEqual([]);
+    },
+  );
 });

@@ -6,7 +6,7 @@ import type { AuthConfig } from '../config/config';
 import { AppError, AuthenticationError, ForbiddenError } from '../errors';
 import type { SigningKeyStore } from './signing-keys';
 import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
-import { checkUserIdForm } from './user-id';
+import { checkEmailVerified, checkUserIdForm } from './user-id';
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
 export const CLOCK_TOLERANCE_SECONDS = 30;
@@ -143,6 +143,7 @@ export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): 
       );
     }
     checkUserIdForm(claim, config.userIdClaim);
+    checkEmailVerified(payload, config.userIdClaim);
     if (!config.userIdHashSecret) return claim;
     // Issuer and claim together, unambiguously joined: the same sub at two issuers stays two users.
     return createHmac('sha256', config.userIdHashSecret)

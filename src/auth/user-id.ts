@@ -1,3 +1,4 @@
+import type { JwtPayload } from 'jsonwebtoken';
 import { AuthenticationError } from '../errors';
 
 /**
@@ -5,6 +6,38 @@ import { AuthenticationError } from '../errors';
  * AuthenticationError (401 invalid_token) before any upstream call; each identity provider calls
  * them with its own claim name.
  */
+
+/** Claims an identity provider does not let a user edit or reassign; others start with a warning. */
+export const STABLE_USER_ID_CLAIMS: readonly string[] = ['sub', 'oid'];
+
+/**
+ * The start-up warning for a user-id claim other than `sub` or `oid`, or undefined. `variable`
+ * names the setting, e.g. `AUTH_USER_ID_CLAIM`.
+ */
+export function userIdClaimWarning(variable: string, claim: string): string | undefined {
+  if (STABLE_USER_ID_CLAIMS.includes(claim)) return undefined;
+  return (
+    `${variable}=${claim}: the user id comes from a claim other than sub or oid. Identity providers let ` +
+    'users edit or reassign such claims (an e-mail address changes hands, a username is reused), and ' +
+    "whoever holds the value later receives the earlier user's cards. Prefer sub, with " +
+    'USER_ID_HASH_SECRET when the value must not reach Cardscan.' +
+    (claim === 'email' ? ' With email, tokens are accepted only when email_verified is true.' : '')
+  );
+}
+
+/**
+ * An e-mail address is anyone's until the provider verified it: a user who signs up with the
+ * victim's address (unverified) would otherwise receive the victim's cards. Only the boolean true
+ * counts.
+ */
+export function checkEmailVerified(payload: JwtPayload, userIdClaim: string): void {
+  if (userIdClaim === 'email' && payload.email_verified !== true) {
+    throw new AuthenticationError(
+      "the token's email is not verified (email_verified is not true)",
+      'invalid_token',
+    );
+  }
+}
 
 /** Printable ASCII: well-formed and NFC by construction, so most ids skip the costlier checks. */
 const PLAIN = /^[\x20-\x7E]*$/;

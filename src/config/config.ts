@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { userIdClaimWarning } from '../auth/user-id';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
 export const KEY_ALGORITHMS = [
@@ -429,6 +430,8 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
       'AUTH_JWKS_URI without AUTH_ISSUER: tokens of every issuer that shares those keys (e.g. other tenants of a multi-tenant provider) are accepted. Set AUTH_ISSUER.',
     );
   }
+  const claimWarning = userIdClaimWarning('AUTH_USER_ID_CLAIM', config.auth.userIdClaim);
+  if (claimWarning) warnings.push(claimWarning);
   if (config.production && config.cardscan.keyKind === 'test') {
     warnings.push(
       'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',
