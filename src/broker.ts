@@ -119,7 +119,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   };
 
   const session = sessionRoutes({
-    authenticate: createAuthenticator(config.auth, keys).authenticate,
+    authenticate: createAuthenticator(config.auth, keys, config.cors.origins).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,
       store: redis?.store,

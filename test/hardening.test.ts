@@ -315,3 +315,59 @@ describe('start-up warnings for the user-id claim', () => {
     },
   );
 });
+
+describe('cookie logins', () => {
+  const PAGE = 'https://app.example.com';
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { AUTH_COOKIE_NAME: '__Host-login', CORS_ORIGINS: PAGE } });
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.cardscan.requests.length = 0;
+    h.logs.lines.length = 0;
+  });
+
+  const withCookie = (method: 'get' | 'post', headers: Record<string, string>) =>
+    request(h.app)
+      [method]('/cardscan-session')
+      .set(headers)
+      .set('Cookie', `__Host-login=${h.tokenFor('cookie-victim')}`);
+
+  test.each<[string, 'get' | 'post', Record<string, string>]>([
+    [
+      'an <img> on a sibling subdomain (same-site, no Origin)',
+      'get',
+      { 'Sec-Fetch-Site': 'same-site' },
+    ],
+    ['a link from another site (cross-site, no Origin)', 'get', { 'Sec-Fetch-Site': 'cross-site' }],
+    ['a typed URL or bookmark (Sec-Fetch-Site none)', 'get', { 'Sec-Fetch-Site': 'none' }],
+    ['a client sending no fetch metadata at all', 'get', {}],
+    ['a POST without Origin from a sibling subdomain', 'post', { 'Sec-Fetch-Site': 'same-site' }],
+  ])(
+    'when the cookie comes with %s, then 403 before any upstream call',
+    async (_, method, headers) => {
+      const res = await withCookie(method, headers);
+      expectProblem(res, 403, /cookie login is not accepted on a request from another site/);
+      expect(h.cardscan.requests).toHaveLength(0);
+      expectNoErrorLines(h);
+    },
+  );
+
+  test.each<[string, Record<string, string>]>([
+    ['an Origin in CORS_ORIGINS', { Origin: PAGE, 'Sec-Fetch-Site': 'same-site' }],
+    ['Sec-Fetch-Site: same-origin', { 'Sec-Fetch-Site': 'same-origin' }],
+  ])('when a page fetches with %s, then the cookie login is served', async (_, headers) => {
+    const res = await withCookie('get', headers);
+    expect(res.status).toBe(200);
+    expect(h.cardscan.userIdInToken(res.body.session)).toBe('cookie-victim');
+  });
+
+  test('when the login is a Bearer header (an app, curl), then fetch metadata does not matter', async () => {
+    const res = await request(h.app)
+      .get('/cardscan-session')
+      .set('Authorization', `Bearer ${h.tokenFor('app-user')}`);
+    expect(res.status).toBe(200);
+    expect(h.cardscan.userIdInToken(res.body.session)).toBe('app-user');
+  });
+});
