@@ -371,3 +371,25 @@ describe('cookie logins', () => {
     expect(h.cardscan.userIdInToken(res.body.session)).toBe('app-user');
   });
 });
+
+describe('start-up warning for the cookie name', () => {
+  const env = {
+    CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder',
+    AUTH_ISSUER: 'https://login.example.com/',
+    AUTH_AUDIENCE: AUDIENCE,
+  };
+  const cookieWarnings = (name: string) =>
+    loadConfig({ ...env, AUTH_COOKIE_NAME: name }).warnings.filter((w) =>
+      w.startsWith('AUTH_COOKIE_NAME'),
+    );
+
+  test('when AUTH_COOKIE_NAME has no __Host- prefix, then the broker starts with a warning about planted cookies', () => {
+    expect(cookieWarnings('app_session')).toEqual([
+      expect.stringMatching(/^AUTH_COOKIE_NAME=app_session: .*__Host-.*never Domain=/),
+    ]);
+  });
+
+  test('when AUTH_COOKIE_NAME starts with __Host-, then no warning', () => {
+    expect(cookieWarnings('__Host-login')).toEqual([]);
+  });
+});

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { cookieNameWarning } from '../auth/cookie-rules';
 import { userIdClaimWarning } from '../auth/user-id';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
@@ -432,6 +433,9 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
   }
   const claimWarning = userIdClaimWarning('AUTH_USER_ID_CLAIM', config.auth.userIdClaim);
   if (claimWarning) warnings.push(claimWarning);
+  const cookieWarning =
+    config.auth.cookieName && cookieNameWarning('AUTH_COOKIE_NAME', config.auth.cookieName);
+  if (cookieWarning) warnings.push(cookieWarning);
   if (config.production && config.cardscan.keyKind === 'test') {
     warnings.push(
       'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',
