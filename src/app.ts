@@ -87,7 +87,6 @@ export function createApp(deps: AppDeps): Express {
   // helmet's headers depend only on its options: worked out once here, not on every request.
   app.use(setFixedHeaders(headersSetBy(helmet(API_HEADERS), { method: 'GET', headers: {} })));
   app.use(createCors(config.cors.origins));
-  app.use(express.json({ limit: '100kb' }));
 
   // Feature routes first: a session request, the bulk of the traffic, then never walks the ops
   // routes. Paths do not overlap, so the order changes nothing else.

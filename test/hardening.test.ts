@@ -3,6 +3,8 @@
  * 127.0.0.1, real signed tokens, and what the client, the upstreams and the logs saw.
  */
 import { createHash, createSign } from 'node:crypto';
+import net from 'node:net';
+import { gzipSync } from 'node:zlib';
 import request, { type Response } from 'supertest';
 import { loadConfig } from '../src/config/config';
 import { AUDIENCE, startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
@@ -391,5 +393,149 @@ describe('start-up warning for the cookie name', () => {
 
   test('when AUTH_COOKIE_NAME starts with __Host-, then no warning', () => {
     expect(cookieWarnings('__Host-login')).toEqual([]);
+  });
+});
+
+/** One raw HTTP/1.1 exchange on a fresh connection: what the client sends is exactly `head` + `body`. */
+function rawExchange(
+  url: string,
+  head: string[],
+  body: Buffer,
+  options: { abortAfterBody?: boolean } = {},
+): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.setTimeout(3000, () => socket.destroy(new Error('no answer within 3 s')));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    socket.write(`${head.join('\r\n')}\r\n\r\n`);
+    // Without abortAfterBody the caller sends Connection: close, so the server ends the exchange.
+    socket.write(body, () => {
+      if (options.abortAfterBody) setTimeout(() => socket.destroy(), 50);
+    });
+  });
+}
+
+describe('bodies', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: ADMIN_ENV });
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.cardscan.requests.length = 0;
+    h.certiscan.requests.length = 0;
+    h.logs.lines.length = 0;
+  });
+
+  const gzipHeaders = { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' };
+
+  test("when anyone POSTs a corrupt gzip body to /healthz (the review's curl), then a 4xx problem and no error log line", async () => {
+    const res = await request(h.app).post('/healthz').set(gzipHeaders).send('x');
+    expectProblem(res, 404, /no route for POST \/healthz/);
+    expectNoErrorLines(h);
+  });
+
+  test('when a logged-in app POSTs a corrupt gzip body to the session route, then 400 and Cardscan is not called', async () => {
+    const res = await request(h.app)
+      .post('/cardscan-session')
+      .set('Authorization', `Bearer ${h.tokenFor('gzip-user')}`)
+      .set(gzipHeaders)
+      .send('x');
+    expectProblem(res, 400, /cannot be decoded/);
+    expect(h.cardscan.requests).toHaveLength(0);
+    expectNoErrorLines(h);
+  });
+
+  test('when an admin PUTs a truncated gzip body, then 400 and CertiScan is not called', async () => {
+    const truncated = gzipSync(JSON.stringify({ name: 'Front desk' })).subarray(0, 12);
+    const answer = await rawExchange(
+      h.app,
+      [
+        'PUT /admin/worktokens/desk-1 HTTP/1.1',
+        'Host: 127.0.0.1',
+        'Connection: close',
+        `Authorization: Bearer ${ALICE_KEY}`,
+        'Content-Type: application/json',
+        'Content-Encoding: gzip',
+        `Content-Length: ${truncated.length}`,
+      ],
+      truncated,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400 [^]*application\/problem\+json[^]*cannot be decoded/);
+    expect(h.certiscan.requests).toHaveLength(0);
+    expectNoErrorLines(h);
+  });
+
+  test('when an admin POSTs a well-formed gzip JSON body, then it is decoded and served', async () => {
+    // Raw bytes: superagent would serialize a Buffer as JSON instead of sending it.
+    const body = gzipSync(JSON.stringify({ name: 'Front desk', subject: 'gzip-desk' }));
+    const answer = await rawExchange(
+      h.app,
+      [
+        'POST /admin/worktokens HTTP/1.1',
+        'Host: 127.0.0.1',
+        'Connection: close',
+        `Authorization: Bearer ${ALICE_KEY}`,
+        'Content-Type: application/json',
+        'Content-Encoding: gzip',
+        `Content-Length: ${body.length}`,
+      ],
+      body,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 201 /);
+    expect(h.certiscan.requests).toHaveLength(1);
+  });
+
+  test('when the Content-Encoding is one the broker does not decode, then 415', async () => {
+    const res = await request(h.app)
+      .post('/cardscan-session')
+      .set('Authorization', `Bearer ${h.tokenFor('compress-user')}`)
+      .set({ 'Content-Type': 'application/json', 'Content-Encoding': 'compress' })
+      .send('{}');
+    expectProblem(res, 415, /encoding is not supported/);
+    expect(h.cardscan.requests).toHaveLength(0);
+    expectNoErrorLines(h);
+  });
+
+  test('when a client aborts its body halfway, then the request ends as a 400 without an error log line', async () => {
+    const path = '/admin/worktokens';
+    await rawExchange(
+      h.app,
+      [
+        `POST ${path} HTTP/1.1`,
+        `Host: 127.0.0.1`,
+        `Authorization: Bearer ${ALICE_KEY}`,
+        'Content-Type: application/json',
+        'Content-Length: 1000',
+      ],
+      Buffer.from('{"name":"Front'),
+      { abortAfterBody: true },
+    );
+    const requestLine = async () => {
+      for (let i = 0; i < 40; i++) {
+        const line = h.logs
+          .entries()
+          .find((entry) => (entry.req as { path?: string })?.path === path);
+        if (line) return line;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return undefined;
+    };
+    expect(await requestLine()).toMatchObject({ res: { status: 400 }, msg: 'request aborted' });
+    expect(h.certiscan.requests).toHaveLength(0);
+    expectNoErrorLines(h);
+  });
+
+  test('when ops routes or unknown paths get a large body, then it is never parsed (404/200, not 413)', async () => {
+    const large = JSON.stringify({ padding: 'x'.repeat(200_000) });
+    const unknown = await request(h.app).post('/nowhere').type('json').send(large);
+    expectProblem(unknown, 404, /no route/);
+    const health = await request(h.app).get('/healthz').type('json').send(large);
+    expect(health.status).toBe(200);
+    expectNoErrorLines(h);
   });
 });

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { AdminKey } from '../config/config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
 import { adminActorOf, createAdminAuthenticator } from '../auth/admin-auth';
+import { jsonBody } from '../http/json-body';
 import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
 
@@ -217,9 +218,9 @@ export function adminRoutes(deps: AdminRouteDeps): Routes {
     router.use('/admin', createAdminAuthenticator(deps.keys, logger));
     router
       .route('/admin/worktokens')
-      .post(create)
+      .post(jsonBody, create)
       .put(noSubject('worktoken.update'))
       .delete(noSubject('worktoken.delete'));
-    router.route('/admin/worktokens/:subject').put(update).delete(remove);
+    router.route('/admin/worktokens/:subject').put(jsonBody, update).delete(remove);
   };
 }
