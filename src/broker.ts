@@ -129,7 +129,8 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   });
 
   const admin = createAdmin(config, metrics, logger, options.breaker);
-  // With ADMIN_PORT the admin routes get a listener of their own and the public one never has them.
+  // With ADMIN_PORT the admin routes (and /metrics) get a listener of their own and the public one
+  // never has them.
   const adminPort = config.admin?.port;
   const adminOnPublic = admin !== undefined && adminPort === undefined;
   const app = createApp({
@@ -139,6 +140,8 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     notReadyReason,
     routes: adminOnPublic ? [session, admin.routes] : [session],
     adminRoutes: adminOnPublic,
+    // Ops data (Node version, routes, breaker states) stays off the public port when there is another.
+    metricsRoute: adminPort === undefined,
   });
   const listeners: ListenerSpec[] = [
     { name: 'public', app, port: config.server.port, host: config.server.host },

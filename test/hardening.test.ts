@@ -7,6 +7,8 @@ import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import request, { type Response } from 'supertest';
 import { loadConfig } from '../src/config/config';
+import { startListeners } from '../src/http/lifecycle';
+import { createLogger } from '../src/observability/logger';
 import { AUDIENCE, startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
 
 const ALICE_KEY = 'secret_test_admin_key_alice_0001';
@@ -537,5 +539,54 @@ describe('bodies', () => {
     const health = await request(h.app).get('/healthz').type('json').send(large);
     expect(health.status).toBe(200);
     expectNoErrorLines(h);
+  });
+});
+
+describe('ops routes with ADMIN_PORT', () => {
+  test('when ADMIN_PORT is set, then /metrics answers on the admin listener only and the public /openapi.json lists public routes only', async () => {
+    const h = await startHarness({ env: { ...ADMIN_ENV, PORT: '18090', ADMIN_PORT: '18091' } });
+    const logger = createLogger('silent');
+    const running = await startListeners(
+      h.broker.listeners.map((spec) => ({ ...spec, port: 0, host: '127.0.0.1' })),
+      logger,
+    );
+    try {
+      const { public: publicUrl = '', admin: adminUrl = '' } = running.urls;
+      const publicMetrics = await request(publicUrl).get('/metrics');
+      expectProblem(publicMetrics, 404, /no route for GET \/metrics/);
+      expect(publicMetrics.text).not.toMatch(/nodejs_version_info|circuit/);
+
+      const adminMetrics = await request(adminUrl).get('/metrics');
+      expect(adminMetrics.status).toBe(200);
+      expect(adminMetrics.text).toContain('http_request_duration_seconds');
+
+      const publicDoc = await request(publicUrl).get('/openapi.json');
+      expect(Object.keys(publicDoc.body.paths).sort()).toEqual([
+        '/cardscan-session',
+        '/healthz',
+        '/openapi.json',
+        '/readyz',
+      ]);
+      const adminDoc = await request(adminUrl).get('/openapi.json');
+      expect(Object.keys(adminDoc.body.paths)).toEqual(
+        expect.arrayContaining(['/admin/worktokens', '/admin/worktokens/{subject}', '/metrics']),
+      );
+    } finally {
+      await running.shutdown({ delayMs: 0, timeoutMs: 300, startDraining: () => undefined });
+      await h.close();
+    }
+  });
+
+  test('when ADMIN_PORT is not set, then /metrics and the admin paths stay on the one listener, as before', async () => {
+    const h = await startHarness({ env: ADMIN_ENV });
+    try {
+      expect((await request(h.app).get('/metrics')).status).toBe(200);
+      const doc = await request(h.app).get('/openapi.json');
+      expect(Object.keys(doc.body.paths)).toEqual(
+        expect.arrayContaining(['/metrics', '/admin/worktokens', '/cardscan-session']),
+      );
+    } finally {
+      await h.close();
+    }
   });
 });

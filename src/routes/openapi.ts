@@ -214,10 +214,18 @@ export const openApiDocument = {
   },
 } as const;
 
-/** The same document without the admin paths, for a listener that does not serve them. */
-export const publicOpenApiDocument = {
-  ...openApiDocument,
-  paths: Object.fromEntries(
-    Object.entries(openApiDocument.paths).filter(([path]) => !path.startsWith('/admin')),
-  ),
-};
+/** Which optional routes a listener serves; its /openapi.json describes exactly those. */
+export interface ServedRoutes {
+  admin: boolean;
+  metrics: boolean;
+}
+
+/** The document for one listener, without the paths it does not serve. Built once, at start. */
+export function openApiDocumentFor(served: ServedRoutes): typeof openApiDocument {
+  const paths = Object.fromEntries(
+    Object.entries(openApiDocument.paths).filter(([path]) =>
+      path.startsWith('/admin') ? served.admin : path === '/metrics' ? served.metrics : true,
+    ),
+  );
+  return { ...openApiDocument, paths } as typeof openApiDocument;
+}
