@@ -143,8 +143,9 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     // Ops data (Node version, routes, breaker states) stays off the public port when there is another.
     metricsRoute: adminPort === undefined,
   });
+  const limits = { maxConnections: config.server.maxConnections };
   const listeners: ListenerSpec[] = [
-    { name: 'public', app, port: config.server.port, host: config.server.host },
+    { name: 'public', app, port: config.server.port, host: config.server.host, limits },
   ];
   if (admin && adminPort !== undefined) {
     const adminApp = createApp({
@@ -155,7 +156,13 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       routes: [admin.routes],
       adminRoutes: true,
     });
-    listeners.push({ name: 'admin', app: adminApp, port: adminPort, host: config.server.host });
+    listeners.push({
+      name: 'admin',
+      app: adminApp,
+      port: adminPort,
+      host: config.server.host,
+      limits,
+    });
   }
   return {
     app,

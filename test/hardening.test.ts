@@ -7,8 +7,9 @@ import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import request, { type Response } from 'supertest';
 import { loadConfig } from '../src/config/config';
-import { startListeners } from '../src/http/lifecycle';
+import { defaultMaxConnections, startListeners, type ServerLimits } from '../src/http/lifecycle';
 import { createLogger } from '../src/observability/logger';
+import { codeOf } from './helpers/http-get';
 import { AUDIENCE, startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harness';
 
 const ALICE_KEY = 'secret_test_admin_key_alice_0001';
@@ -587,6 +588,146 @@ describe('ops routes with ADMIN_PORT', () => {
       );
     } finally {
       await h.close();
+    }
+  });
+});
+
+/** A keep-alive connection that got one answer to GET /healthz; left open for the caller. */
+function openConnection(url: string): Promise<{ socket: net.Socket; answer: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('no answer within 3 s'));
+    }, 3000);
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('utf8');
+      if (answer.includes('\r\n\r\n')) {
+        clearTimeout(timer);
+        resolve({ socket, answer });
+      }
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ socket, answer });
+    });
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  });
+}
+
+describe('slow clients', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(() => h.close());
+  beforeEach(() => {
+    h.cardscan.requests.length = 0;
+    h.logs.lines.length = 0;
+  });
+
+  async function listenWith(limits: Partial<ServerLimits>) {
+    const running = await startListeners(
+      [{ name: 'public', app: h.broker.app, port: 0, host: '127.0.0.1', limits }],
+      createLogger('silent'),
+    );
+    return {
+      url: running.urls.public ?? '',
+      close: () => running.shutdown({ delayMs: 0, timeoutMs: 300, startDraining: () => undefined }),
+    };
+  }
+
+  test('when a client trickles its body one byte every 100 ms, then the connection is cut at the request timeout', async () => {
+    const listener = await listenWith({ requestTimeoutMs: 1000, headersTimeoutMs: 1000 });
+    const { hostname, port } = new URL(listener.url);
+    const socket = net.connect(Number(port), hostname);
+    const started = Date.now();
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('utf8')));
+    const trickle = setInterval(() => socket.write(' '), 100);
+    try {
+      socket.write(
+        [
+          'POST /cardscan-session HTTP/1.1',
+          'Host: 127.0.0.1',
+          `Authorization: Bearer ${h.tokenFor('slow-user')}`,
+          'Content-Type: application/json',
+          'Content-Length: 1000',
+          '',
+          '{',
+        ].join('\r\n'),
+      );
+      const closed = await Promise.race([
+        new Promise<'closed'>((resolve) => socket.on('close', () => resolve('closed'))),
+        new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), 5000)),
+      ]);
+      const heldMs = Date.now() - started;
+      expect(closed).toBe('closed');
+      // The timeout is checked every quarter of it: cut within 1 s + 250 ms, plus scheduling slack.
+      expect(heldMs).toBeGreaterThanOrEqual(900);
+      expect(heldMs).toBeLessThan(3000);
+      expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
+      expect(h.cardscan.requests).toHaveLength(0);
+      expectNoErrorLines(h);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+      await listener.close();
+    }
+  });
+
+  test('when MAX_CONNECTIONS connections are open, then the next one is refused and a freed slot serves again', async () => {
+    const listener = await listenWith({ maxConnections: 2 });
+    const open: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const { socket, answer } = await openConnection(listener.url);
+        open.push(socket);
+        expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+      }
+      const refused = await openConnection(listener.url).catch((error: unknown) => ({
+        socket: undefined,
+        answer: `error ${codeOf(error)}`,
+      }));
+      expect(refused.answer).not.toMatch(/^HTTP/);
+      refused.socket?.destroy();
+
+      const freed = new Promise((resolve) => open[0]?.once('close', resolve));
+      open[0]?.destroy();
+      await freed;
+      // The server counts the freed connection once it has seen it close.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const again = await openConnection(listener.url);
+      open.push(again.socket);
+      expect(again.answer).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      for (const socket of open) socket.destroy();
+      await listener.close();
+    }
+  });
+
+  test('when MAX_CONNECTIONS is not set, then the cap is sized from the heap: half of it, 128 KiB per connection', () => {
+    expect(defaultMaxConnections(280 * 2 ** 20)).toBe(1120);
+    expect(defaultMaxConnections(4288 * 2 ** 20)).toBe(17152);
+    expect(defaultMaxConnections(8 * 2 ** 20)).toBe(64);
+  });
+
+  test('when MAX_CONNECTIONS is set, then the config carries it; 0 or junk is refused naming the variable', () => {
+    const env = {
+      CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder',
+      AUTH_ISSUER: 'https://login.example.com/',
+      AUTH_AUDIENCE: AUDIENCE,
+    };
+    expect(loadConfig({ ...env, MAX_CONNECTIONS: '500' }).config.server.maxConnections).toBe(500);
+    expect(loadConfig(env).config.server.maxConnections).toBeUndefined();
+    for (const value of ['0', 'many']) {
+      expect(() => loadConfig({ ...env, MAX_CONNECTIONS: value })).toThrow(/MAX_CONNECTIONS: must/);
     }
   });
 });

@@ -61,6 +61,8 @@ export interface Config {
     trustProxy: boolean | number | string;
     shutdownDelayMs: number;
     shutdownTimeoutMs: number;
+    /** MAX_CONNECTIONS; unset: sized from the heap when the listener starts. */
+    maxConnections?: number;
   };
   cardscan: { apiKey: string; keyKind: 'test' | 'live'; baseUrl: string };
   auth: AuthConfig;
@@ -255,6 +257,7 @@ const fields = z.object({
   SHUTDOWN_DELAY_MS: int(0, 600_000).default(5000),
   SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(15000),
   TRUST_PROXY: trustProxy.default(false),
+  MAX_CONNECTIONS: int(1, 1_000_000).optional(),
   LOG_LEVEL: z
     .enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
     .default('info'),
@@ -354,6 +357,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
       trustProxy: f.TRUST_PROXY,
       shutdownDelayMs: f.SHUTDOWN_DELAY_MS,
       shutdownTimeoutMs: f.SHUTDOWN_TIMEOUT_MS,
+      maxConnections: f.MAX_CONNECTIONS,
     },
     cardscan: {
       apiKey: f.CARDSCAN_API_KEY,
