@@ -114,13 +114,11 @@ export function userIdOf(res: Response): string {
   return userId;
 }
 
-/**
- * `allowedOrigins`: CORS_ORIGINS, the pages whose fetch may carry a cookie login.
- */
+/** `allowedOrigins`: CORS_ORIGINS, the pages whose fetch may carry a cookie login. */
 export function createAuthenticator(
   config: AuthConfig,
   keys: SigningKeyStore,
-  allowedOrigins: readonly string[] = [],
+  allowedOrigins: readonly string[],
 ): Authenticator {
   const cookieOrigins: ReadonlySet<string> = new Set(allowedOrigins);
   const timeRules: TimeRules = {
