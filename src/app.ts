@@ -44,6 +44,8 @@ export interface AppDeps {
   routes: Routes[];
   /** Whether one of them is the admin routes, so /openapi.json describes them. Default false. */
   adminRoutes?: boolean;
+  /** Whether this listener serves /metrics. Default true. */
+  metricsRoute?: boolean;
 }
 
 /**
@@ -87,12 +89,16 @@ export function createApp(deps: AppDeps): Express {
   // helmet's headers depend only on its options: worked out once here, not on every request.
   app.use(setFixedHeaders(headersSetBy(helmet(API_HEADERS), { method: 'GET', headers: {} })));
   app.use(createCors(config.cors.origins));
-  app.use(express.json({ limit: '100kb' }));
 
   // Feature routes first: a session request, the bulk of the traffic, then never walks the ops
   // routes. Paths do not overlap, so the order changes nothing else.
   for (const routes of deps.routes) routes(app);
-  opsRoutes({ metrics, notReadyReason: deps.notReadyReason, adminRoutes: deps.adminRoutes })(app);
+  opsRoutes({
+    metrics,
+    notReadyReason: deps.notReadyReason,
+    adminRoutes: deps.adminRoutes,
+    metricsRoute: deps.metricsRoute,
+  })(app);
 
   app.use(notFound);
   app.use(createProblemHandler(logger));

@@ -119,7 +119,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   };
 
   const session = sessionRoutes({
-    authenticate: createAuthenticator(config.auth, keys).authenticate,
+    authenticate: createAuthenticator(config.auth, keys, config.cors.origins).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,
       store: redis?.store,
@@ -129,7 +129,8 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   });
 
   const admin = createAdmin(config, metrics, logger, options.breaker);
-  // With ADMIN_PORT the admin routes get a listener of their own and the public one never has them.
+  // With ADMIN_PORT the admin routes (and /metrics) get a listener of their own and the public one
+  // never has them.
   const adminPort = config.admin?.port;
   const adminOnPublic = admin !== undefined && adminPort === undefined;
   const app = createApp({
@@ -139,9 +140,12 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     notReadyReason,
     routes: adminOnPublic ? [session, admin.routes] : [session],
     adminRoutes: adminOnPublic,
+    // Ops data (Node version, routes, breaker states) stays off the public port when there is another.
+    metricsRoute: adminPort === undefined,
   });
+  const limits = { maxConnections: config.server.maxConnections };
   const listeners: ListenerSpec[] = [
-    { name: 'public', app, port: config.server.port, host: config.server.host },
+    { name: 'public', app, port: config.server.port, host: config.server.host, limits },
   ];
   if (admin && adminPort !== undefined) {
     const adminApp = createApp({
@@ -152,7 +156,13 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       routes: [admin.routes],
       adminRoutes: true,
     });
-    listeners.push({ name: 'admin', app: adminApp, port: adminPort, host: config.server.host });
+    listeners.push({
+      name: 'admin',
+      app: adminApp,
+      port: adminPort,
+      host: config.server.host,
+      limits,
+    });
   }
   return {
     app,

@@ -296,8 +296,10 @@ describe('user id options', () => {
   test('when AUTH_COOKIE_NAME is set, then a cookie carries the login and a header still wins', async () => {
     const h = await startHarness({ env: { AUTH_COOKIE_NAME: 'app_session' } });
     try {
+      // A page's same-origin fetch: since issue 18, a cookie login needs that (or an allowed Origin).
       const viaCookie = await request(h.app)
         .post('/cardscan-session')
+        .set('Sec-Fetch-Site', 'same-origin')
         .set('Cookie', `theme=dark; app_session=${h.tokenFor('cookie-user')}`);
       expect(viaCookie.status).toBe(200);
       expect(h.cardscan.userIdInToken(viaCookie.body.session)).toBe('cookie-user');

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { AdminKey } from '../config/config';
 import { AuthenticationError } from '../errors';
@@ -31,6 +31,8 @@ export function createAdminAuthenticator(
     logger.warn(
       {
         audit: true,
+        // The request id is the caller's to choose; this one is the broker's and never repeats.
+        audit_id: randomUUID(),
         actor: null,
         action: 'admin.authenticate',
         method: req.method,

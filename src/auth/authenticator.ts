@@ -3,8 +3,11 @@ import type { Request, RequestHandler, Response } from 'express';
 import { expressjwt, UnauthorizedError as JwtLibraryError } from 'express-jwt';
 import jwt, { type JwtPayload } from 'jsonwebtoken';
 import type { AuthConfig } from '../config/config';
-import { AppError, AuthenticationError, ForbiddenError } from '../errors';
+import { AppError, AuthenticationError } from '../errors';
 import type { SigningKeyStore } from './signing-keys';
+import { checkCookieRequest } from './cookie-rules';
+import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
+import { checkEmailVerified, checkUserIdForm } from './user-id';
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
 export const CLOCK_TOLERANCE_SECONDS = 30;
@@ -29,7 +32,11 @@ function cookieValues(header: string | undefined, name: string): string[] {
   return values;
 }
 
-function tokenFromCookie(req: Request, cookieName: string): string | undefined {
+function tokenFromCookie(
+  req: Request,
+  cookieName: string,
+  allowedOrigins: ReadonlySet<string>,
+): string | undefined {
   const values = cookieValues(req.headers.cookie, cookieName);
   if (values.length === 0) return undefined;
   // Another site (e.g. a sibling subdomain) may plant a second cookie of the same name, hoping
@@ -40,15 +47,15 @@ function tokenFromCookie(req: Request, cookieName: string): string | undefined {
       'invalid_request',
     );
   }
-  // Allowed origins were checked before; a cross-site request without Origin (a no-cors GET,
-  // a link) must not ride on the user's cookie.
-  if (req.headers.origin === undefined && req.headers['sec-fetch-site'] === 'cross-site') {
-    throw new ForbiddenError('a cookie login is not accepted on a request from another site');
-  }
+  checkCookieRequest(req.headers, allowedOrigins);
   return values[0];
 }
 
-function tokenFrom(req: Request, cookieName: string | undefined): string {
+function tokenFrom(
+  req: Request,
+  cookieName: string | undefined,
+  allowedOrigins: ReadonlySet<string>,
+): string {
   const header = req.headers.authorization;
   let token: string | undefined;
   if (header !== undefined) {
@@ -60,7 +67,7 @@ function tokenFrom(req: Request, cookieName: string | undefined): string {
       );
     }
   } else if (cookieName) {
-    token = tokenFromCookie(req, cookieName);
+    token = tokenFromCookie(req, cookieName, allowedOrigins);
   }
   if (!token) {
     throw new AuthenticationError(
@@ -107,13 +114,23 @@ export function userIdOf(res: Response): string {
   return userId;
 }
 
-export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): Authenticator {
+/** `allowedOrigins`: CORS_ORIGINS, the pages whose fetch may carry a cookie login. */
+export function createAuthenticator(
+  config: AuthConfig,
+  keys: SigningKeyStore,
+  allowedOrigins: readonly string[],
+): Authenticator {
+  const cookieOrigins: ReadonlySet<string> = new Set(allowedOrigins);
+  const timeRules: TimeRules = {
+    maxAgeSeconds: config.maxTokenAgeSeconds,
+    toleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+  };
   const verifier = expressjwt({
     algorithms: config.algorithms,
     issuer: config.issuer,
     audience: config.audience.length > 0 ? (config.audience as [string, ...string[]]) : undefined,
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    getToken: (req) => tokenFrom(req, config.cookieName),
+    getToken: (req) => tokenFrom(req, config.cookieName, cookieOrigins),
     secret: async (_req, token) => {
       if (!token || typeof token.payload !== 'object') {
         throw new AuthenticationError('the token is malformed', 'invalid_token');
@@ -122,14 +139,13 @@ export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): 
       if (!(config.algorithms as string[]).includes(token.header.alg)) {
         throw new AuthenticationError(explain(new Error('invalid algorithm')), 'invalid_token');
       }
+      checkCritical(token.header);
       return keys.keyFor(token.header.kid, token.header.alg);
     },
   });
 
   function userIdFrom(payload: JwtPayload): string {
-    if (typeof payload.exp !== 'number') {
-      throw new AuthenticationError('the token has no expiry (exp)', 'invalid_token');
-    }
+    checkTimeClaims(payload, Date.now() / 1000, timeRules);
     const claim: unknown = payload[config.userIdClaim];
     if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_USER_ID_LENGTH) {
       throw new AuthenticationError(
@@ -137,6 +153,8 @@ export function createAuthenticator(config: AuthConfig, keys: SigningKeyStore): 
         'invalid_token',
       );
     }
+    checkUserIdForm(claim, config.userIdClaim);
+    checkEmailVerified(payload, config.userIdClaim);
     if (!config.userIdHashSecret) return claim;
     // Issuer and claim together, unambiguously joined: the same sub at two issuers stays two users.
     return createHmac('sha256', config.userIdHashSecret)

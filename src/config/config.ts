@@ -1,5 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { cookieNameWarning } from '../auth/cookie-rules';
+import { userIdClaimWarning } from '../auth/user-id';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
 export const KEY_ALGORITHMS = [
@@ -40,6 +42,8 @@ export interface AuthConfig {
   userIdClaim: string;
   cookieName?: string;
   userIdHashSecret?: string;
+  /** AUTH_MAX_TOKEN_AGE: tokens issued (iat) longer ago are refused. Unset: only exp counts. */
+  maxTokenAgeSeconds?: number;
 }
 
 export interface AdminKey {
@@ -57,6 +61,8 @@ export interface Config {
     trustProxy: boolean | number | string;
     shutdownDelayMs: number;
     shutdownTimeoutMs: number;
+    /** MAX_CONNECTIONS; unset: sized from the heap when the listener starts. */
+    maxConnections?: number;
   };
   cardscan: { apiKey: string; keyKind: 'test' | 'live'; baseUrl: string };
   auth: AuthConfig;
@@ -233,6 +239,7 @@ const fields = z.object({
     .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { message: 'is not a valid cookie name' })
     .optional(),
   USER_ID_HASH_SECRET: atLeastBytes(32).optional(),
+  AUTH_MAX_TOKEN_AGE: int(1, 31_536_000).optional(),
   CORS_ORIGINS: z.string().transform(list).pipe(z.array(origin)).default([]),
   ADMIN_API_KEYS: adminKeys.optional(),
   ADMIN_PORT: int(1, 65535).optional(),
@@ -250,6 +257,7 @@ const fields = z.object({
   SHUTDOWN_DELAY_MS: int(0, 600_000).default(5000),
   SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(15000),
   TRUST_PROXY: trustProxy.default(false),
+  MAX_CONNECTIONS: int(1, 1_000_000).optional(),
   LOG_LEVEL: z
     .enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
     .default('info'),
@@ -349,6 +357,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
       trustProxy: f.TRUST_PROXY,
       shutdownDelayMs: f.SHUTDOWN_DELAY_MS,
       shutdownTimeoutMs: f.SHUTDOWN_TIMEOUT_MS,
+      maxConnections: f.MAX_CONNECTIONS,
     },
     cardscan: {
       apiKey: f.CARDSCAN_API_KEY,
@@ -364,6 +373,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
       userIdClaim: f.AUTH_USER_ID_CLAIM,
       cookieName: f.AUTH_COOKIE_NAME,
       userIdHashSecret: f.USER_ID_HASH_SECRET,
+      maxTokenAgeSeconds: f.AUTH_MAX_TOKEN_AGE,
     },
     cors: { origins: f.CORS_ORIGINS },
     admin: f.ADMIN_API_KEYS ? { keys: f.ADMIN_API_KEYS, port: f.ADMIN_PORT } : undefined,
@@ -425,6 +435,11 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
       'AUTH_JWKS_URI without AUTH_ISSUER: tokens of every issuer that shares those keys (e.g. other tenants of a multi-tenant provider) are accepted. Set AUTH_ISSUER.',
     );
   }
+  const claimWarning = userIdClaimWarning('AUTH_USER_ID_CLAIM', config.auth.userIdClaim);
+  if (claimWarning) warnings.push(claimWarning);
+  const cookieWarning =
+    config.auth.cookieName && cookieNameWarning('AUTH_COOKIE_NAME', config.auth.cookieName);
+  if (cookieWarning) warnings.push(cookieWarning);
   if (config.production && config.cardscan.keyKind === 'test') {
     warnings.push(
       'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',

@@ -2,15 +2,27 @@ import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import v8 from 'node:v8';
 import type { Express } from 'express';
 import { createAppServer } from './app-server';
 import type { Logger } from '../observability/logger';
+
+export interface ServerLimits {
+  /** A whole request, body included, must arrive within this. Default 30 s. */
+  requestTimeoutMs: number;
+  /** The request's headers must arrive within this; never more than requestTimeoutMs. Default 15 s. */
+  headersTimeoutMs: number;
+  /** Connections open at once; further ones are closed as they are accepted. Default: defaultMaxConnections(). */
+  maxConnections: number;
+}
 
 export interface ListenerSpec {
   name: string;
   app: Express;
   port: number;
   host: string;
+  /** Timeouts and the connection cap; tests shrink them. */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface DrainOptions {
@@ -81,11 +93,44 @@ export class InFlight {
   }
 }
 
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Headers are a few kB even from a poor mobile link; a client slower than this is holding a slot. */
+const HEADERS_TIMEOUT_MS = 15_000;
+/** Node checks the timeouts on an interval (30 s by default); often enough to cut near the deadline. */
+const MAX_CHECK_INTERVAL_MS = 2000;
+
+/** Room one connection may take in the worst case: a full 100 kB body, its headers, the socket. */
+const BYTES_PER_CONNECTION = 128 * 2 ** 10;
+const MIN_CONNECTIONS = 64;
+
+/**
+ * MAX_CONNECTIONS' default: as many connections as fit in half of V8's heap at 128 KiB each, so
+ * that even every connection holding a full body at once leaves the other half for the work.
+ * With npm start's 256 MB old space that is 1120; the heap flags size it along with the memory.
+ */
+export function defaultMaxConnections(
+  heapLimitBytes: number = v8.getHeapStatistics().heap_size_limit,
+): number {
+  return Math.max(MIN_CONNECTIONS, Math.floor(heapLimitBytes / 2 / BYTES_PER_CONNECTION));
+}
+
 async function start(spec: ListenerSpec): Promise<Server> {
-  const server = createAppServer(spec.app).listen(spec.port, spec.host);
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
-  server.requestTimeout = 30_000;
+  const requestTimeout = spec.limits?.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const headersTimeout = Math.min(
+    spec.limits?.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+    requestTimeout,
+  );
+  // Given at construction, where Node refuses a headersTimeout above requestTimeout. Keep-alive
+  // idle time is not bounded by either (Node times only requests in progress), so keepAliveTimeout
+  // may exceed them.
+  const server = createAppServer(spec.app, {
+    requestTimeout,
+    headersTimeout,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / 4)),
+  });
+  server.maxConnections = spec.limits?.maxConnections ?? defaultMaxConnections();
+  server.listen(spec.port, spec.host);
   await once(server, 'listening');
   return server;
 }

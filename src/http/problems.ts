@@ -16,7 +16,10 @@ function send(res: Response, problem: ProblemFields, headers: Record<string, str
   res.send(JSON.stringify({ ...problem, request_id: String(res.req.id ?? '') }));
 }
 
-/** body-parser errors carry a `type`; they are the only foreign errors with a caller-facing meaning. */
+/**
+ * body-parser errors carry a `type` (and http-errors' `status` and `expose`); they are the only
+ * foreign errors with a caller-facing meaning. Each is a 4xx: the body is the client's.
+ */
 function fromBodyParser(error: unknown): AppError | undefined {
   const type = (error as { type?: unknown } | null)?.type;
   switch (type) {
@@ -27,8 +30,18 @@ function fromBodyParser(error: unknown): AppError | undefined {
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new UnsupportedMediaTypeError('the request body encoding is not supported');
+    case 'request.aborted':
+      return new BadRequestError('the request body ended before its announced length');
+    case 'request.size.invalid':
+      return new BadRequestError('the request body does not match its Content-Length');
     default:
-      return undefined;
+      // A decompression failure (zlib's error wrapped as a 400 without a type): the client's data.
+      return (error as { status?: unknown } | null)?.status === 400 &&
+        (error as { expose?: unknown }).expose === true
+        ? new BadRequestError(
+            'the request body cannot be decoded: corrupt or truncated compressed data',
+          )
+        : undefined;
   }
 }
 

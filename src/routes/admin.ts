@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
 import type { AdminKey } from '../config/config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
 import { adminActorOf, createAdminAuthenticator } from '../auth/admin-auth';
+import { jsonBody } from '../http/json-body';
 import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
 
@@ -15,7 +16,16 @@ const SUBJECT_RULE = 'must be 1 to 128 letters, digits, ".", "_" or "-", not sta
 const GENERATED_SECRET_BYTES = 32;
 const MIN_SECRET_LENGTH = 16;
 const MAX_SECRET_LENGTH = 512;
-const MAX_NAME_LENGTH = 200;
+const MAX_NAME_LENGTH = 128;
+/**
+ * CertiScan stores the name and shows it to people: no control characters (a CR/LF forges lines in
+ * logs and exports), no format characters (U+202E and friends reorder what a reader sees, zero-width
+ * ones hide text), no line separators and no lone surrogates. Counted in code points.
+ */
+const PRINTABLE_NAME = new RegExp(
+  `^[^\\p{Cc}\\p{Cf}\\p{Cs}\\p{Zl}\\p{Zp}]{1,${MAX_NAME_LENGTH}}$`,
+  'u',
+);
 /** A refused subject is still logged, but never at any length a caller likes. */
 const MAX_LOGGED_SUBJECT = 256;
 
@@ -35,7 +45,10 @@ const text = () =>
 const name = text()
   .trim()
   .min(1, 'must not be empty')
-  .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`);
+  .regex(
+    PRINTABLE_NAME,
+    `must be 1 to ${MAX_NAME_LENGTH} printable characters (no control or bidi-override characters)`,
+  );
 const subject = text().regex(SUBJECT_PATTERN, SUBJECT_RULE);
 const secret = text()
   .min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`)
@@ -125,6 +138,8 @@ function audited(logger: Logger, action: AdminAction, handle: AuditedHandler): R
     const record: AuditRecord = {};
     const line = (outcome: string, status: number, upstreamStatus: number | undefined) => ({
       audit: true,
+      // The request id is the caller's to choose; this one is the broker's and never repeats.
+      audit_id: randomUUID(),
       actor: adminActorOf(res),
       action,
       subject: record.subject?.slice(0, MAX_LOGGED_SUBJECT),
@@ -203,9 +218,9 @@ export function adminRoutes(deps: AdminRouteDeps): Routes {
     router.use('/admin', createAdminAuthenticator(deps.keys, logger));
     router
       .route('/admin/worktokens')
-      .post(create)
+      .post(jsonBody, create)
       .put(noSubject('worktoken.update'))
       .delete(noSubject('worktoken.delete'));
-    router.route('/admin/worktokens/:subject').put(update).delete(remove);
+    router.route('/admin/worktokens/:subject').put(jsonBody, update).delete(remove);
   };
 }

@@ -8,7 +8,9 @@ const problem = (description: string) => ({
 const standardErrors = {
   '400': problem('Bad input: the detail names the field and why'),
   '401': problem('No or bad credentials; see WWW-Authenticate'),
-  '403': problem('A browser Origin not in CORS_ORIGINS, or a cookie login sent from another site'),
+  '403': problem(
+    'A browser Origin not in CORS_ORIGINS, or a cookie login without an allowed Origin or Sec-Fetch-Site: same-origin',
+  ),
   '413': problem('Body larger than 100 kB'),
   '429': problem('Rate limited; see Retry-After'),
   '502': problem('The upstream refused the broker or answered nonsense'),
@@ -45,7 +47,7 @@ const adminErrors = {
   ...standardErrors,
   '404': problem('CertiScan has no worktoken with that subject'),
   '409': problem('CertiScan already has a worktoken with that subject'),
-  '415': problem('A body that is not JSON'),
+  '415': problem('A body that is not JSON, or a Content-Encoding other than gzip, deflate, br'),
   '422': problem('CertiScan refused the values'),
 };
 
@@ -62,7 +64,7 @@ const session = {
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Session' } } },
     },
     ...standardErrors,
-    '415': problem('A body that is not JSON'),
+    '415': problem('A body that is not JSON, or a Content-Encoding other than gzip, deflate, br'),
   },
 };
 
@@ -214,10 +216,18 @@ export const openApiDocument = {
   },
 } as const;
 
-/** The same document without the admin paths, for a listener that does not serve them. */
-export const publicOpenApiDocument = {
-  ...openApiDocument,
-  paths: Object.fromEntries(
-    Object.entries(openApiDocument.paths).filter(([path]) => !path.startsWith('/admin')),
-  ),
-};
+/** Which optional routes a listener serves; its /openapi.json describes exactly those. */
+export interface ServedRoutes {
+  admin: boolean;
+  metrics: boolean;
+}
+
+/** The document for one listener, without the paths it does not serve. Built once, at start. */
+export function openApiDocumentFor(served: ServedRoutes): typeof openApiDocument {
+  const paths = Object.fromEntries(
+    Object.entries(openApiDocument.paths).filter(([path]) =>
+      path.startsWith('/admin') ? served.admin : path === '/metrics' ? served.metrics : true,
+    ),
+  );
+  return { ...openApiDocument, paths } as typeof openApiDocument;
+}

@@ -1,7 +1,7 @@
 import { ServiceUnavailableError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { Routes } from '../app';
-import { openApiDocument, publicOpenApiDocument } from './openapi';
+import { openApiDocumentFor } from './openapi';
 
 export interface OpsRouteDeps {
   metrics: Metrics;
@@ -9,9 +9,16 @@ export interface OpsRouteDeps {
   notReadyReason: () => string | undefined;
   /** Whether this listener serves the admin routes, so /openapi.json describes them. Default false. */
   adminRoutes?: boolean;
+  /**
+   * Whether this listener serves /metrics. Default true. With ADMIN_PORT only the admin listener
+   * does: the metrics tell anyone the Node version, the routes and each upstream's breaker state.
+   */
+  metricsRoute?: boolean;
 }
 
 export function opsRoutes(deps: OpsRouteDeps): Routes {
+  const metricsRoute = deps.metricsRoute ?? true;
+  const document = openApiDocumentFor({ admin: deps.adminRoutes ?? false, metrics: metricsRoute });
   return (router) => {
     router.get('/healthz', (_req, res) => {
       res.set('Cache-Control', 'no-store').json({ status: 'ok' });
@@ -21,11 +28,13 @@ export function opsRoutes(deps: OpsRouteDeps): Routes {
       if (reason) throw new ServiceUnavailableError(`not ready: ${reason}`, 5);
       res.set('Cache-Control', 'no-store').json({ status: 'ready' });
     });
-    router.get('/metrics', async (_req, res) => {
-      res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-    });
+    if (metricsRoute) {
+      router.get('/metrics', async (_req, res) => {
+        res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+      });
+    }
     router.get('/openapi.json', (_req, res) => {
-      res.json(deps.adminRoutes ? openApiDocument : publicOpenApiDocument);
+      res.json(document);
     });
   };
 }

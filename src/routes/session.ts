@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import type { Routes } from '../app';
 import { BadRequestError, UnsupportedMediaTypeError } from '../errors';
 import { userIdOf } from '../auth/authenticator';
+import { jsonBody } from '../http/json-body';
 import type { CardscanClient } from '../upstream/cardscan';
 
 export interface SessionRouteDeps {
@@ -82,7 +83,7 @@ export function sessionRoutes(deps: SessionRouteDeps): Routes {
   return (router) => {
     router
       .route('/cardscan-session')
-      .get(deps.authenticate, refuseClientInput, deps.rateLimit, mint)
-      .post(deps.authenticate, refuseClientInput, deps.rateLimit, mint);
+      .get(deps.authenticate, jsonBody, refuseClientInput, deps.rateLimit, mint)
+      .post(deps.authenticate, jsonBody, refuseClientInput, deps.rateLimit, mint);
   };
 }
