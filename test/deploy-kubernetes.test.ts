@@ -55,7 +55,7 @@ function loadFile(file: string): Loaded[] {
 }
 
 const files = readdirSync(DIR)
-  .filter((name) => name.endsWith('.yaml'))
+  .filter((name) => /\.ya?ml$/.test(name))
   .sort();
 const loaded = files.flatMap(loadFile);
 const objects = loaded.map((each) => each.object);
@@ -245,8 +245,21 @@ describe('Kubernetes manifests: selectors and ports', () => {
         'topologySpreadConstraints',
         t.labelSelector as LabelSelector,
       ]),
+      // A peer without a namespaceSelector is a pod of this namespace: one of these Deployments.
+      ...ofKind<
+        K8sObject & {
+          spec: {
+            ingress: { from?: { podSelector?: LabelSelector; namespaceSelector?: unknown }[] }[];
+          };
+        }
+      >('NetworkPolicy').flatMap((n) =>
+        n.spec.ingress
+          .flatMap((rule) => rule.from ?? [])
+          .filter((peer) => peer.podSelector && !peer.namespaceSelector)
+          .map((peer): [string, LabelSelector] => [`${n.metadata.name} from`, peer.podSelector!]),
+      ),
     ];
-    expect(selectors.length).toBeGreaterThanOrEqual(7);
+    expect(selectors.length).toBeGreaterThanOrEqual(8);
     for (const [name, selector] of selectors) {
       expect([name, podsOf(selector).length]).toEqual([name, 1]);
     }
