@@ -88,6 +88,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     logger,
     now: options.now,
   });
+  metrics.watchSigningKeys(() => keys.hasKeys());
   const cardscan = createCardscanClient(
     createUpstreamClient({
       name: 'cardscan',

@@ -7,6 +7,7 @@ import { createMetrics } from '../src/observability/metrics';
 import { startListeners } from '../src/http/lifecycle';
 import { startHarness, type Harness } from './helpers/harness';
 import { LogCapture } from './helpers/log-capture';
+import { metricValue } from './helpers/metrics';
 
 const APP_ORIGIN = 'https://app.example.com';
 
@@ -41,9 +42,14 @@ describe('health, readiness, metrics, OpenAPI', () => {
       expect(res.status).toBe(503);
       expect(res.headers['retry-after']).toBe('30');
       expect(cold.cardscan.requests).toHaveLength(0);
+      expect(await metricValue(cold.app, 'signing_keys_available')).toBe(0);
     } finally {
       await cold.close();
     }
+  });
+
+  test('when signing keys are loaded, then /metrics reports signing_keys_available 1', async () => {
+    expect(await metricValue(h.app, 'signing_keys_available')).toBe(1);
   });
 
   test('when sessions were served, then /metrics shows requests by route template and upstream calls by outcome', async () => {

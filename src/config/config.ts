@@ -265,11 +265,29 @@ const fields = z.object({
 
 type Fields = z.infer<typeof fields>;
 
+// PLACEHOLDER from the `deploy` branch, resolved at merge against the `secrets` branch, which
+// implements `X_FILE`: the Kubernetes manifests pass every secret as `X_FILE` (a path into a
+// Secret volume) and test/deploy-kubernetes.test.ts checks each manifest variable against
+// CONFIG_VARIABLES. Here the names are only listed; loadConfig does not read the files.
+/** The variables that hold a secret: each may instead be given as `X_FILE`, a file's path. */
+export const SECRET_VARIABLES = [
+  'CARDSCAN_API_KEY',
+  'CERTISCAN_AUTH_TOKEN',
+  'ADMIN_API_KEYS',
+  'AUTH_JWT_SECRET',
+  'USER_ID_HASH_SECRET',
+  'REDIS_URL',
+] as const;
+
 /**
  * Every environment variable the configuration reads (`AUTH_<N>_…` stands for a family). The
  * reference in docs/configuration.md and .env.example are checked against it.
  */
-export const CONFIG_VARIABLES: readonly string[] = Object.keys(fields.shape);
+export const CONFIG_VARIABLES: readonly string[] = [
+  ...Object.keys(fields.shape),
+  // PLACEHOLDER (deploy branch): see SECRET_VARIABLES above.
+  ...SECRET_VARIABLES.map((name) => `${name}_FILE`),
+];
 
 function keyKind(apiKey: string | undefined): 'test' | 'live' | undefined {
   if (apiKey && TEST_KEY.test(apiKey)) return 'test';

@@ -24,6 +24,11 @@ export interface Metrics {
   setCircuitState(upstream: UpstreamName, state: CircuitState): void;
   /** A rate-limit store (Redis) call failed and the request was served without the limit. */
   countRateLimitStoreError(): void;
+  /**
+   * Reports `signing_keys_available` from `hasKeys` at each scrape (0 until it is given): a
+   * replica without keys answers 503 to every login, and /readyz alone only hides it from traffic.
+   */
+  watchSigningKeys(hasKeys: () => boolean): void;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -60,6 +65,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registers: [registry],
   });
 
+  // Read when scraped, not set on each key fetch: the store need not know about metrics.
+  let hasSigningKeys = () => false;
+  new Gauge({
+    name: 'signing_keys_available',
+    help: 'Whether the broker holds a key that verifies logins: 1 yes, 0 not yet (every login answers 503)',
+    registers: [registry],
+    collect() {
+      this.set(hasSigningKeys() ? 1 : 0);
+    },
+  });
+
   const httpMiddleware: RequestHandler = (req, res, next) => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
@@ -83,6 +99,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     countRateLimitStoreError() {
       rateLimitStoreErrors.inc();
+    },
+    watchSigningKeys(hasKeys) {
+      hasSigningKeys = hasKeys;
     },
   };
 }
