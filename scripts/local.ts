@@ -4,9 +4,22 @@
  * accounts. Prints the demo page's address and ready-to-paste curl lines.
  */
 import { startLocalStack } from './local-stack';
+import { startSpanPrinter } from './print-spans';
+
+/** The standard OTEL_* variables reach the local broker as they would reach a deployed one. */
+const otelEnv = () =>
+  Object.fromEntries(
+    Object.entries(process.env).filter(
+      (entry): entry is [string, string] => entry[0].startsWith('OTEL_') && Boolean(entry[1]),
+    ),
+  );
 
 async function main(): Promise<void> {
+  const spans = process.argv.includes('--print-spans')
+    ? await startSpanPrinter((text) => process.stdout.write(text))
+    : undefined;
   const stack = await startLocalStack({
+    env: { ...otelEnv(), ...spans?.env },
     port: Number(process.env.PORT ?? 8080),
     demoPort: Number(process.env.DEMO_PORT ?? 8081),
     logLevel: process.env.LOG_LEVEL ?? 'info',
@@ -38,6 +51,7 @@ async function main(): Promise<void> {
 
   const stop = async () => {
     await stack.close();
+    await spans?.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop());

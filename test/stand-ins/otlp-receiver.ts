@@ -55,6 +55,7 @@ export interface ReceivedSpan {
   attributes: Record<string, AttributeValue>;
   status: (typeof STATUSES)[number];
   statusMessage: string;
+  durationMs: number;
   events: { name: string; attributes: Record<string, AttributeValue> }[];
   /** The resource attributes of its batch (service.name, …). */
   resource: Record<string, AttributeValue>;
@@ -120,6 +121,11 @@ function spansOf(request: Json): ReceivedSpan[] {
           attributes: attributesOf(span.attributes),
           status: STATUSES[Number(status.code ?? 0)] ?? 'unset',
           statusMessage: String(status.message ?? ''),
+          durationMs:
+            Number(
+              BigInt(String(span.endTimeUnixNano ?? 0)) -
+                BigInt(String(span.startTimeUnixNano ?? 0)),
+            ) / 1e6,
           events: ((span.events as Json[] | undefined) ?? []).map((event) => ({
             name: String(event.name ?? ''),
             attributes: attributesOf(event.attributes),
