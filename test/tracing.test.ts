@@ -6,6 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, loadConfig } from '../src/config/config';
 import { spawnBroker, type BrokerProcess } from './helpers/broker-process';
+import { httpGet } from './helpers/http-get';
 import {
   AUDIENCE,
   TEST_CARDSCAN_KEY,
@@ -178,6 +179,25 @@ describe('tracing on', () => {
       expect(line).toMatchObject({ trace_id: server!.traceId, span_id: server!.spanId });
     }
     expectExportsFree(userId, token, String(res.body.session), TEST_CARDSCAN_KEY, 'user_id');
+  });
+
+  test('when the app leaves before the answer, then the request log line still carries the span ids', async () => {
+    const b = await startBroker();
+    const release = cardscan.hold();
+    await expect(
+      httpGet(`${b.url}/cardscan-session`, {
+        headers: { Authorization: `Bearer ${idp.sign({ sub: 'patient-trace-0011' })}` },
+        timeoutMs: 300,
+      }),
+    ).rejects.toThrow();
+    await b.logged('request aborted');
+    release();
+    const spans = await receiver.waitFor((all) => serverSpans(all).length >= 1);
+    const aborted = logLines(b).find((line) => line.msg === 'request aborted');
+    expect(aborted).toMatchObject({
+      trace_id: serverSpans(spans)[0]?.traceId,
+      span_id: serverSpans(spans)[0]?.spanId,
+    });
   });
 
   test('when the app sends a traceparent, then the request continues its trace (and http/json is spoken)', async () => {

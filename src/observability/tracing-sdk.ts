@@ -191,7 +191,12 @@ export function createTracing(config: TracingConfig, logger: Logger): Tracing {
         },
         parent,
       );
-      res.once('close', () => endServerSpan(span, req, res));
+      res.once('close', () => {
+        endServerSpan(span, req, res);
+        // A client that leaves closes the response from its socket, outside the request's context:
+        // the listeners after this one (the request log's line) must still see the request's span.
+        if (current.getStore() !== span) current.enterWith(span);
+      });
       current.run(span, next);
     },
 
