@@ -3,9 +3,9 @@
  *
  * Spans are made by hand, not by auto-instrumentation: every attribute is one this file chose, so
  * no user id, claim, token, key, query string or header can reach a collector by way of a library
- * default. Nothing is registered globally (tracer provider, context manager, propagator): the
+ * default. No tracer provider, context manager or propagator is registered globally: the
  * request's span travels in this module's own AsyncLocalStorage, so two brokers in one process
- * (the tests) never see each other's spans.
+ * never see each other's spans. (The SDK's error handler is global: the last broker's logs it.)
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import {
@@ -191,7 +191,8 @@ export function createTracing(config: TracingConfig, logger: Logger): Tracing {
         },
         parent,
       );
-      res.once('close', () => {
+      // 'close' comes exactly once, after 'finish' or alone when the client left.
+      res.on('close', () => {
         endServerSpan(span, req, res);
         // A client that leaves closes the response from its socket, outside the request's context:
         // the listeners after this one (the request log's line) must still see the request's span.
