@@ -200,7 +200,7 @@ describe('tracing on', () => {
     });
   });
 
-  test('when the app sends a traceparent, then the request continues its trace (and http/json is spoken)', async () => {
+  test('when the app sends a traceparent, then the request continues its trace, and a malformed one starts a new trace (over http/json)', async () => {
     await startBroker({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
     const res = await session(
       'patient-trace-0002',
@@ -217,6 +217,12 @@ describe('tracing on', () => {
       parentSpanId: PARENT_SPAN_ID,
     });
     expect(traceparentOf(cardscan.requests[0]).traceId).toBe(TRACE_ID);
+
+    // A malformed one is ignored: the request starts a trace of its own.
+    await session('patient-trace-0012', { traceparent: `00-${TRACE_ID}-zz-01` });
+    const fresh = await receiver.waitFor((all) => serverSpans(all).length >= 2);
+    expect(serverSpans(fresh)[1]?.traceId).not.toBe(TRACE_ID);
+    expect(serverSpans(fresh)[1]?.parentSpanId).toBeUndefined();
   });
 
   test('when Cardscan fails once with a 500, then each attempt is a CLIENT span of its own: the first an error, the second a success', async () => {

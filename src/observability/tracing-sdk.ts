@@ -184,7 +184,7 @@ export function createTracing(config: TracingConfig, logger: Logger): Tracing {
       const method = KNOWN_METHODS.has(req.method) ? req.method : '_OTHER';
       // Named by the method until the route is known; no path, query or header is recorded.
       const span = tracer.startSpan(
-        method,
+        method === '_OTHER' ? 'HTTP' : method,
         {
           kind: SpanKind.SERVER,
           attributes: { 'http.request.method': method, 'url.scheme': req.protocol },
