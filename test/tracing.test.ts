@@ -35,13 +35,16 @@ let receiver: OtlpReceiver;
 let idp: IdentityProvider;
 let cardscan: CardscanStandIn;
 let certiscan: CertiscanStandIn;
+/** The broker a test talks to: its own, or the one the tests with the common settings share. */
 let broker: BrokerProcess | undefined;
+let shared: BrokerProcess | undefined;
 
 /**
  * The broker runs as the real server process (src/server.ts), as in production: the exporter
  * loads node:http with a dynamic import(), which jest's module sandbox cannot run in-process.
+ * Tests with the common settings share one process, so the file starts few of them.
  */
-beforeEach(async () => {
+beforeAll(async () => {
   [receiver, idp, cardscan, certiscan] = await Promise.all([
     startOtlpReceiver(),
     startIdentityProvider({ audience: AUDIENCE }),
@@ -50,13 +53,20 @@ beforeEach(async () => {
   ]);
 });
 afterEach(async () => {
-  await broker?.stop();
+  if (broker !== shared) await broker?.stop();
   broker = undefined;
+  receiver.clear();
+  cardscan.setMode('ok');
+  cardscan.requests.length = 0;
+  certiscan.requests.length = 0;
+});
+afterAll(async () => {
+  await shared?.stop();
   await Promise.all([receiver.close(), idp.close(), cardscan.close(), certiscan.close()]);
 });
 
-async function startBroker(env: Record<string, string> = {}): Promise<BrokerProcess> {
-  broker = await spawnBroker({
+async function spawnTraced(env: Record<string, string>): Promise<BrokerProcess> {
+  return spawnBroker({
     CARDSCAN_API_KEY: TEST_CARDSCAN_KEY,
     CARDSCAN_BASE_URL: cardscan.baseUrl,
     CERTISCAN_BASE_URL: certiscan.baseUrl,
@@ -67,9 +77,22 @@ async function startBroker(env: Record<string, string> = {}): Promise<BrokerProc
     SHUTDOWN_DELAY_MS: '0',
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.origin,
     ...QUICK_EXPORT,
+    ...ADMIN_ENV,
     ...env,
   });
+}
+
+/** A broker of this test's own, stopped after it. */
+async function startBroker(env: Record<string, string> = {}): Promise<BrokerProcess> {
+  broker = await spawnTraced(env);
   return broker;
+}
+
+/** The shared broker: protobuf, admin routes on, the default limits. */
+async function sharedBroker(): Promise<BrokerProcess> {
+  shared ??= await spawnTraced({});
+  broker = shared;
+  return shared;
 }
 
 async function call(
@@ -135,7 +158,7 @@ const logLines = (process: BrokerProcess) =>
 
 describe('tracing on', () => {
   test('when a session is minted, then one SERVER span and its CLIENT child reach the collector in protobuf, Cardscan got the child as its traceparent, and the log lines carry the ids', async () => {
-    const b = await startBroker();
+    const b = await sharedBroker();
     const userId = 'patient-trace-0001';
     const token = idp.sign({ sub: userId });
     const res = await call('/cardscan-session', { headers: { Authorization: `Bearer ${token}` } });
@@ -173,7 +196,7 @@ describe('tracing on', () => {
       spanId: client!.spanId,
     });
 
-    const traced = logLines(b).filter((line) => line.trace_id !== undefined);
+    const traced = logLines(b).filter((line) => line.trace_id === server!.traceId);
     expect(traced.map((line) => line.msg)).toContain('request completed');
     for (const line of traced) {
       expect(line).toMatchObject({ trace_id: server!.traceId, span_id: server!.spanId });
@@ -182,7 +205,7 @@ describe('tracing on', () => {
   });
 
   test('when the app leaves before the answer, then the request log line still carries the span ids', async () => {
-    const b = await startBroker();
+    const b = await sharedBroker();
     const release = cardscan.hold();
     await expect(
       httpGet(`${b.url}/cardscan-session`, {
@@ -192,7 +215,8 @@ describe('tracing on', () => {
     ).rejects.toThrow();
     await b.logged('request aborted');
     release();
-    const spans = await receiver.waitFor((all) => serverSpans(all).length >= 1);
+    // The Cardscan call goes on and ends too: its span is in before the next test.
+    const spans = await receiver.waitFor((all) => all.length >= 2);
     const aborted = logLines(b).find((line) => line.msg === 'request aborted');
     expect(aborted).toMatchObject({
       trace_id: serverSpans(spans)[0]?.traceId,
@@ -226,7 +250,7 @@ describe('tracing on', () => {
   });
 
   test('when Cardscan fails once with a 500, then each attempt is a CLIENT span of its own: the first an error, the second a success', async () => {
-    await startBroker({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+    await sharedBroker();
     cardscan.queue('server-error');
     expect((await session('patient-trace-0003')).status).toBe(200);
     const spans = await receiver.waitFor((all) => all.length >= 3);
@@ -296,7 +320,7 @@ describe('tracing on', () => {
   });
 
   test('when Cardscan refuses the broker key, then the span says upstream_unauthorized and neither key nor message is exported', async () => {
-    await startBroker();
+    await sharedBroker();
     cardscan.setMode('unauthorized');
     expect((await session('patient-trace-0006')).status).toBe(502);
     const spans = await receiver.waitFor((all) => all.length >= 2);
@@ -313,7 +337,7 @@ describe('tracing on', () => {
   });
 
   test('when an admin creates a worktoken, then POST spans reach the collector and CertiScan got the traceparent, with no key, secret or subject exported', async () => {
-    await startBroker(ADMIN_ENV);
+    await sharedBroker();
     const res = await admin('POST', '/admin/worktokens', {
       name: 'Front desk',
       subject: 'front-desk-trace',
@@ -339,7 +363,7 @@ describe('tracing on', () => {
   });
 
   test('when an admin updates an unknown subject, then the spans carry the route templates and the 404, never the subject', async () => {
-    await startBroker(ADMIN_ENV);
+    await sharedBroker();
     const res = await admin('PUT', '/admin/worktokens/front-desk-trace-2', { name: 'Desk' });
     // CertiScan knows no such subject: its 404 reaches the caller.
     expect(res.status).toBe(404);
@@ -363,7 +387,7 @@ describe('tracing on', () => {
   });
 
   test('when the ops routes are polled, then they are not traced', async () => {
-    await startBroker();
+    await sharedBroker();
     for (const route of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
       const res = await fetch(`${broker?.url}${route}`, { signal: AbortSignal.timeout(5000) });
       expect(res.status).toBe(200);

@@ -72,6 +72,8 @@ export interface OtlpReceiver {
   spans: ReceivedSpan[];
   /** Resolves with the spans once `done` holds for them; rejects after `timeoutMs`. */
   waitFor(done: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>;
+  /** Forgets everything received so far. */
+  clear(): void;
   close(): Promise<void>;
 }
 
@@ -209,6 +211,11 @@ export async function startOtlpReceiver(
         waiters.add(check);
         check();
       }),
+    clear: () => {
+      bodies.length = 0;
+      contentTypes.length = 0;
+      spans.length = 0;
+    },
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
