@@ -181,6 +181,15 @@ export function checks(summaries: Summary[]): Check[] {
       measured: `${fixed(broker50.p99Ms, 1)} vs ${fixed(direct50.p99Ms, 1)} + 5 ms`,
     });
   }
+  const traced0 = find(summaries, 'broker-traced', 0);
+  if (broker0 && traced0) {
+    const ratio = traced0.cpuMsPerRequest / broker0.cpuMsPerRequest;
+    result.push({
+      target: 'CPU per request with every request traced ≤ 1.3× untraced (0 ms)',
+      holds: ratio <= 1.3,
+      measured: `${fixed(ratio)}×`,
+    });
+  }
   if (brokers.length > 0) {
     const peak = Math.max(...brokers.map((s) => s.peakRssMb));
     result.push({
