@@ -5,6 +5,7 @@
  */
 import { ConfigError } from '../src/config/config';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from './local-stack';
+import { startSpanPrinter } from './print-spans';
 
 /**
  * The broker variables a developer sets to try their own app against local mode. Everything
@@ -17,6 +18,10 @@ export function localOptions(env: Record<string, string | undefined>): LocalStac
   for (const name of LOCAL_VARIABLES) {
     const value = env[name]?.trim();
     if (value) brokerEnv[name] = value;
+  }
+  // The standard OTEL_* variables reach the local broker as they would reach a deployed one.
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('OTEL_') && value) brokerEnv[name] = value;
   }
   return {
     port: Number(env.PORT || 8080),
@@ -65,9 +70,13 @@ export function describeLocalStack(stack: LocalStack, userToken: string): string
 }
 
 async function main(): Promise<void> {
+  const spans = process.argv.includes('--print-spans')
+    ? await startSpanPrinter((text) => process.stdout.write(text))
+    : undefined;
+  const options = localOptions(process.env);
   let stack: LocalStack;
   try {
-    stack = await startLocalStack(localOptions(process.env));
+    stack = await startLocalStack({ ...options, env: { ...options.env, ...spans?.env } });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(
@@ -80,6 +89,7 @@ async function main(): Promise<void> {
 
   const stop = async () => {
     await stack.close();
+    await spans?.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop());

@@ -8,6 +8,7 @@ import type { Metrics } from './observability/metrics';
 import { headersSetBy, setFixedHeaders } from './http/fixed-headers';
 import { createProblemHandler, notFound } from './http/problems';
 import { createRequestLog } from './observability/request-log';
+import type { Tracing } from './observability/tracing';
 import { opsRoutes } from './routes/ops';
 
 /**
@@ -46,6 +47,8 @@ export interface AppDeps {
   adminRoutes?: boolean;
   /** Whether this listener serves /metrics. Default true. */
   metricsRoute?: boolean;
+  /** Present only when tracing is on; without it no tracing middleware is registered at all. */
+  tracing?: Tracing;
 }
 
 /**
@@ -84,6 +87,9 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.set('trust proxy', config.server.trustProxy);
 
+  // First, so that every line logged while serving the request (the request log's own included)
+  // runs inside its span and carries its ids.
+  if (deps.tracing) app.use(deps.tracing.serverSpans);
   app.use(createRequestLog(logger, QUIET_PATHS));
   app.use(metrics.httpMiddleware);
   // helmet's headers depend only on its options: worked out once here, not on every request.
@@ -101,6 +107,7 @@ export function createApp(deps: AppDeps): Express {
   })(app);
 
   app.use(notFound);
+  if (deps.tracing) app.use(deps.tracing.outcomes);
   app.use(createProblemHandler(logger));
   return app;
 }

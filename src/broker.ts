@@ -5,6 +5,7 @@ import { createAuthenticator } from './auth/authenticator';
 import type { ListenerSpec } from './http/lifecycle';
 import type { Logger } from './observability/logger';
 import { createMetrics, type Metrics } from './observability/metrics';
+import { startTracing, type Tracing } from './observability/tracing';
 import { createUserRateLimit } from './limits/rate-limit';
 import { createRedisRateLimitStore } from './limits/redis-store';
 import { createSigningKeyStore, type SigningKeyStore } from './auth/signing-keys';
@@ -24,8 +25,11 @@ export interface Broker {
   app: Express;
   /** What to listen on: the public app, and the admin app when it has a port of its own. */
   listeners: ListenerSpec[];
-  /** Closes upstream connections; call after the listeners stopped. */
-  close(): Promise<void>;
+  /**
+   * Closes upstream connections and sends the spans still pending, giving up on those after
+   * `timeoutMs` (default 1000); call after the listeners stopped.
+   */
+  close(timeoutMs?: number): Promise<void>;
   keys: SigningKeyStore;
   metrics: Metrics;
   /** Turns /readyz to 503 for the drain; requests are still served. */
@@ -53,6 +57,7 @@ function createAdmin(
   metrics: Metrics,
   logger: Logger,
   breaker: Partial<BreakerSettings> | undefined,
+  tracing: Tracing | undefined,
 ): AdminParts | undefined {
   if (!config.admin) return undefined;
   const { authToken } = config.certiscan;
@@ -71,6 +76,7 @@ function createAdmin(
       breaker,
       metrics,
       logger,
+      tracing,
     }),
   );
   return {
@@ -79,9 +85,14 @@ function createAdmin(
   };
 }
 
+/** How long `close` waits for pending spans by default. */
+const SPAN_FLUSH_TIMEOUT_MS = 1000;
+
 /** Wires every part from the config: the one place that knows which concrete pieces are used. */
 export function createBroker(config: Config, options: BrokerOptions): Broker {
-  const { logger } = options;
+  // Decided once here: with tracing off every part gets `undefined` and makes no span call.
+  const tracing = config.tracing ? startTracing(config.tracing, options.logger) : undefined;
+  const logger = tracing ? tracing.withTraceIds(options.logger) : options.logger;
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
   const keys = createSigningKeyStore(config.auth.keys, {
     fetchTimeoutMs: config.upstream.timeoutMs,
@@ -101,6 +112,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       breaker: options.breaker,
       metrics,
       logger,
+      tracing,
     }),
   );
   const redis = config.rateLimit.redisUrl
@@ -129,7 +141,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     cardscan,
   });
 
-  const admin = createAdmin(config, metrics, logger, options.breaker);
+  const admin = createAdmin(config, metrics, logger, options.breaker, tracing);
   // With ADMIN_PORT the admin routes (and /metrics) get a listener of their own and the public one
   // never has them.
   const adminPort = config.admin?.port;
@@ -143,6 +155,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     adminRoutes: adminOnPublic,
     // Ops data (Node version, routes, breaker states) stays off the public port when there is another.
     metricsRoute: adminPort === undefined,
+    tracing,
   });
   const limits = { maxConnections: config.server.maxConnections };
   const listeners: ListenerSpec[] = [
@@ -156,6 +169,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       notReadyReason,
       routes: [admin.routes],
       adminRoutes: true,
+      tracing,
     });
     listeners.push({
       name: 'admin',
@@ -168,10 +182,10 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   return {
     app,
     listeners,
-    close: async () => {
+    close: async (timeoutMs = SPAN_FLUSH_TIMEOUT_MS) => {
       cardscan.close();
       admin?.certiscan.close();
-      await redis?.close();
+      await Promise.all([redis?.close(), tracing?.shutdown(timeoutMs)]);
     },
     keys,
     metrics,

@@ -5,8 +5,13 @@ import { createLogger } from './observability/logger';
 import { startListeners } from './http/lifecycle';
 import { memoryLimitWarning } from './observability/memory-limit';
 
-/** Kept from the drain to close upstream and Redis connections before SHUTDOWN_TIMEOUT_MS. */
+/**
+ * Kept from the drain to close upstream and Redis connections and send the last spans before
+ * SHUTDOWN_TIMEOUT_MS.
+ */
 const CLOSE_RESERVE_MS = 1000;
+/** Left between the end of closing and the hard stop, so the exit is a clean 0. */
+const EXIT_MARGIN_MS = 100;
 
 /** The only module that reads process.env, listens and handles signals. */
 async function main(): Promise<void> {
@@ -43,6 +48,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const { shutdownDelayMs, shutdownTimeoutMs } = config.server;
+    const stopBy = performance.now() + shutdownTimeoutMs - EXIT_MARGIN_MS;
     // The last resort if closing a connection hangs: the orchestrator must not have to SIGKILL.
     setTimeout(() => {
       logger.error('shutdown did not finish within SHUTDOWN_TIMEOUT_MS: exiting');
@@ -56,7 +62,8 @@ async function main(): Promise<void> {
           startDraining: broker.startDraining,
         }),
       )
-      .then(() => broker.close())
+      // An unreachable collector costs at most what is left of SHUTDOWN_TIMEOUT_MS.
+      .then(() => broker.close(Math.max(0, stopBy - performance.now())))
       .then(
         () => process.exit(0),
         (error: unknown) => {

@@ -76,6 +76,40 @@ export interface Config {
    */
   upstream: { timeoutMs: number; proxyFromEnvironment: boolean };
   rateLimit: { perMinute: number; redisUrl?: string };
+  /** Absent unless an OTLP endpoint is set (and OTEL_SDK_DISABLED is not true): no tracing at all. */
+  tracing?: TracingConfig;
+}
+
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
+export const TRACES_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+export type TracesSampler = (typeof TRACES_SAMPLERS)[number];
+
+/** OpenTelemetry traces, from the standard OTEL_* variables. */
+export interface TracingConfig {
+  /** The full OTLP/HTTP traces URL (OTEL_EXPORTER_OTLP_ENDPOINT + `/v1/traces`, or the TRACES one as is). */
+  endpoint: string;
+  /** Default `http/protobuf`, as the OpenTelemetry specification says. */
+  protocol: OtlpProtocol;
+  /** Sent to the collector with every export (e.g. its API key); never logged. */
+  headers: Record<string, string>;
+  /** One export's deadline. Default 10000. */
+  exportTimeoutMs: number;
+  /** How long finished spans wait to be sent in one batch. Default 5000. */
+  scheduleDelayMs: number;
+  /** `service.name` and the other resource attributes. */
+  resource: Record<string, string>;
+  /** Default `parentbased_always_on`. */
+  sampler: TracesSampler;
+  /** The ratio of the `…traceidratio` samplers, 0 to 1. Default 1. */
+  samplerRatio: number;
 }
 
 export class ConfigError extends Error {
@@ -208,6 +242,55 @@ const trustProxy = z.string().transform((value, ctx): boolean | number | string 
   return value;
 });
 
+/**
+ * `key=value,key=value` as W3C Baggage writes it (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS):
+ * values percent-decoded. Messages name the entry's position, never its text, which may be a secret.
+ */
+const keyValueList = z.string().transform((value, ctx) => {
+  const pairs: Record<string, string> = {};
+  for (const [index, entry] of list(value).entries()) {
+    const equals = entry.indexOf('=');
+    const key = equals > 0 ? entry.slice(0, equals).trim() : '';
+    let decoded: string | undefined;
+    try {
+      decoded = decodeURIComponent(entry.slice(equals + 1).trim());
+    } catch {
+      decoded = undefined;
+    }
+    if (!key || decoded === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `entry ${index + 1} is not key=value (value percent-encoded)`,
+      });
+      continue;
+    }
+    pairs[key] = decoded;
+  }
+  return pairs;
+});
+
+/** A collector URL: http:// is fine (spans carry no secret), credentials in it are not (use the headers). */
+const collectorUrl = z.string().refine(
+  (value) => {
+    try {
+      const url = new URL(value);
+      return (
+        (url.protocol === 'https:' || url.protocol === 'http:') && !url.username && !url.password
+      );
+    } catch {
+      return false;
+    }
+  },
+  {
+    message:
+      'must be an http:// or https:// URL without credentials (put those in OTEL_EXPORTER_OTLP_HEADERS)',
+  },
+);
+
+const otlpProtocol = z.enum(OTLP_PROTOCOLS, {
+  message: `must be http/protobuf or http/json (grpc is not supported)`,
+});
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const fields = z.object({
@@ -261,6 +344,31 @@ const fields = z.object({
   LOG_LEVEL: z
     .enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
     .default('info'),
+  // OpenTelemetry's own names and meanings (its "Environment Variable Specification").
+  OTEL_SDK_DISABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collectorUrl.optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: keyValueList.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValueList.optional(),
+  OTEL_EXPORTER_OTLP_TIMEOUT: int(1, 600_000).default(10_000),
+  OTEL_BSP_SCHEDULE_DELAY: int(1, 600_000).default(5000),
+  OTEL_SERVICE_NAME: z.string().optional(),
+  OTEL_RESOURCE_ATTRIBUTES: keyValueList.optional(),
+  OTEL_TRACES_SAMPLER: z
+    .enum(TRACES_SAMPLERS, { message: `must be one of ${TRACES_SAMPLERS.join(', ')}` })
+    .default('parentbased_always_on'),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .string()
+    .transform(Number)
+    .pipe(
+      z
+        .number({ message: 'must be a number' })
+        .min(0, 'must be at least 0')
+        .max(1, 'must be at most 1'),
+    )
+    .optional(),
 });
 
 type Fields = z.infer<typeof fields>;
@@ -356,6 +464,32 @@ function crossChecks(env: Record<string, string>): string[] {
   return problems;
 }
 
+/** Tracing is on when a collector is named, unless OTEL_SDK_DISABLED turns it off. */
+function tracingOf(f: Fields): TracingConfig | undefined {
+  if (f.OTEL_SDK_DISABLED === 'true') return undefined;
+  const endpoint =
+    f.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+    (f.OTEL_EXPORTER_OTLP_ENDPOINT &&
+      `${f.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  if (!endpoint) return undefined;
+  return {
+    endpoint,
+    protocol:
+      f.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? f.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf',
+    headers: { ...f.OTEL_EXPORTER_OTLP_HEADERS, ...f.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+    exportTimeoutMs: f.OTEL_EXPORTER_OTLP_TIMEOUT,
+    scheduleDelayMs: f.OTEL_BSP_SCHEDULE_DELAY,
+    resource: {
+      ...f.OTEL_RESOURCE_ATTRIBUTES,
+      // OTEL_SERVICE_NAME wins over a service.name in OTEL_RESOURCE_ATTRIBUTES, as the spec says.
+      'service.name':
+        f.OTEL_SERVICE_NAME ?? f.OTEL_RESOURCE_ATTRIBUTES?.['service.name'] ?? 'cardscan-broker',
+    },
+    sampler: f.OTEL_TRACES_SAMPLER,
+    samplerRatio: f.OTEL_TRACES_SAMPLER_ARG ?? 1,
+  };
+}
+
 function build(f: Fields, proxyFromEnvironment: boolean): Config {
   const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
   const keys: KeySource = f.AUTH_JWT_SECRET
@@ -398,6 +532,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
     certiscan: { baseUrl: f.CERTISCAN_BASE_URL, authToken: f.CERTISCAN_AUTH_TOKEN },
     upstream: { timeoutMs: f.UPSTREAM_TIMEOUT_MS, proxyFromEnvironment },
     rateLimit: { perMinute: f.RATE_LIMIT_PER_MINUTE, redisUrl: f.REDIS_URL },
+    tracing: tracingOf(f),
   };
 }
 

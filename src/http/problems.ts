@@ -52,6 +52,11 @@ function fromRouter(error: unknown): AppError | undefined {
     : undefined;
 }
 
+/** The AppError an error stands for, or undefined for an unexpected one (a 500). */
+export function appErrorOf(error: unknown): AppError | undefined {
+  return error instanceof AppError ? error : (fromBodyParser(error) ?? fromRouter(error));
+}
+
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new NotFoundError(`no route for ${req.method} ${req.path}`));
 };
@@ -60,7 +65,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
 export function createProblemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const known = error instanceof AppError ? error : (fromBodyParser(error) ?? fromRouter(error));
+    const known = appErrorOf(error);
     if (known) {
       send(res, known.toProblem(), known.headers);
       return;

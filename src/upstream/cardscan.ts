@@ -34,6 +34,7 @@ export function createCardscanClient(upstream: UpstreamClient): CardscanClient {
       // Encoded by hand: axios writes a space as "+", which a server may read as a literal plus,
       // and "a b" and "a+b" must never become one Cardscan user (and its serializer is slow).
       path: `/access-token?user_id=${encodeURIComponent(userId)}`,
+      route: '/access-token',
       requestId,
       retry: true,
       read: (body) => {

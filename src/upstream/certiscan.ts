@@ -34,6 +34,8 @@ export interface CertiscanClient {
 export const CERTISCAN_PASS_THROUGH_STATUSES = [400, 404, 409, 422] as const;
 
 const PATH = '/account/worktoken/';
+/** The template of a subject's path, for spans: a subject is an account's own name for a client. */
+const SUBJECT_ROUTE = `${PATH}{subject}/`;
 
 const worktokenBody = z.object({
   success: z.literal(true),
@@ -74,6 +76,7 @@ export function createCertiscanClient(upstream: UpstreamClient): CertiscanClient
     const { status, value } = await upstream.send({
       method,
       path: method === 'POST' ? PATH : subjectPath(fields.subject),
+      route: method === 'POST' ? PATH : SUBJECT_ROUTE,
       data: { name: fields.name, subject: fields.subject, secret: fields.secret },
       requestId,
       // Never for a create: one that reached CertiScan but lost its answer would fail as a duplicate.
@@ -91,6 +94,7 @@ export function createCertiscanClient(upstream: UpstreamClient): CertiscanClient
       const { status } = await upstream.send({
         method: 'DELETE',
         path: subjectPath(subject),
+        route: SUBJECT_ROUTE,
         requestId,
         retry: true,
         read: resultOf(deletedBody),

@@ -5,6 +5,7 @@ import axios, { type AxiosInstance, type AxiosResponse, type GenericAbortSignal 
 import { UpstreamError, type UpstreamFailure, type UpstreamName } from '../errors';
 import type { Logger } from '../observability/logger';
 import type { Metrics, UpstreamOutcome } from '../observability/metrics';
+import type { Tracing } from '../observability/tracing';
 import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
 import { createHttpAdapter } from './http-adapter';
 
@@ -15,6 +16,11 @@ export interface UpstreamRequest<T> {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** Path below the base URL, query included; callers encode any variable part. */
   path: string;
+  /**
+   * The path's template, without query or variable parts (e.g. `/access-token`): names the
+   * attempt's span. Without it the span is named by the method alone.
+   */
+  route?: string;
   data?: unknown;
   requestId: string;
   /** Retry network errors and 5xx within the deadline; only for idempotent calls. */
@@ -52,6 +58,8 @@ export interface UpstreamClientOptions {
   breaker?: Partial<BreakerSettings>;
   metrics: Metrics;
   logger: Logger;
+  /** Present only when tracing is on: then each attempt gets a CLIENT span and a traceparent. */
+  tracing?: Tracing;
 }
 
 export interface UpstreamClient {
@@ -154,6 +162,7 @@ function parseJson(text: unknown): { ok: true; value: unknown } | { ok: false } 
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const { name, label, timeoutMs, metrics, logger } = options;
+  const startAttempt = options.tracing?.upstreamAttempts(name, options.baseUrl);
   const maxRetries = options.maxRetries ?? 2;
   const passThrough = new Set(options.passThroughStatuses ?? []);
 
@@ -260,13 +269,16 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       let result: { status: number; body: unknown } | Failure;
       try {
         for (let attempt = 0; ; attempt++) {
+          const traced = startAttempt?.(request.method, request.route, attempt);
           try {
             result = classify(
               await instance.request({
                 method: request.method,
                 url: request.path,
                 data: request.data,
-                headers: { 'X-Request-Id': request.requestId },
+                headers: traced
+                  ? { 'X-Request-Id': request.requestId, traceparent: traced.traceparent }
+                  : { 'X-Request-Id': request.requestId },
                 signal: deadline,
               }),
             );
@@ -274,6 +286,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
             result = deadline.aborted
               ? new Failure('timeout', `${label} did not answer within ${timeoutMs} ms`, false)
               : networkFailure(error);
+          }
+          if (traced) {
+            if (result instanceof Failure) traced.end(result.upstreamStatus, result.failure);
+            else traced.end(result.status, undefined);
           }
           if (
             !(result instanceof Failure) ||

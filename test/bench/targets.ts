@@ -174,5 +174,17 @@ export async function startTarget(
         answerKey: 'session',
         requests: brokerRequests(context.rsTokens),
       };
+    case 'broker-traced':
+      // broker-rs256 with every request traced, exported in protobuf to the stand-in's receiver.
+      return {
+        served: await broker({
+          AUTH_JWKS_URI: context.idp.jwksUri,
+          AUTH_ISSUER: context.idp.issuer,
+          OTEL_EXPORTER_OTLP_ENDPOINT: cardscan.origin,
+          OTEL_TRACES_SAMPLER: 'always_on',
+        }),
+        answerKey: 'session',
+        requests: brokerRequests(context.rsTokens),
+      };
   }
 }

@@ -6,7 +6,8 @@
  * Plain JavaScript on bare node, so `direct` measures the same runtime as the other targets.
  *
  * Env: PORT, CARDSCAN_API_KEY (the bearer it accepts), BENCH_UPSTREAM_DELAY_MS (default 0).
- * Extra routes: GET /healthz, GET /stats (how many access tokens it served).
+ * Extra routes: GET /healthz, GET /stats (how many access tokens it served), and POST /v1/traces:
+ * an OTLP/HTTP receiver for `broker-traced` that reads each export and answers an empty success.
  */
 const { Buffer } = require('node:buffer');
 const http = require('node:http');
@@ -57,6 +58,11 @@ const server = http.createServer((req, res) => {
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
   if (path === '/healthz') return send(res, 200, '{"status":"ok"}');
   if (path === '/stats') return send(res, 200, JSON.stringify({ served }));
+  if (path === '/v1/traces') {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'Content-Length': 0 }).end());
+    return;
+  }
   if (path !== '/v1/access-token') return send(res, 404, '{"message":"Not Found","code":404}');
   if (req.headers.authorization !== expectedAuthorization) {
     return send(res, 401, '{"message":"Unauthorized","type":"AuthenticationError","code":401}');
