@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
-import type { AdminKey } from '../config/config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
-import { adminActorOf, createAdminAuthenticator } from '../auth/admin-auth';
+import { adminActorOf, createAdminAuthenticator, type AdminKeys } from '../auth/admin-auth';
 import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
 
@@ -25,7 +24,7 @@ const DELETE_NOTE =
 type AdminAction = 'worktoken.create' | 'worktoken.update' | 'worktoken.delete';
 
 export interface AdminRouteDeps {
-  keys: readonly AdminKey[];
+  keys: AdminKeys;
   certiscan: CertiscanClient;
   logger: Logger;
 }
