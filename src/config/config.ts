@@ -428,8 +428,8 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-/** Stands in for the value of a secret whose file could not be read; matches no rule's format. */
-const UNREADABLE = 'unreadable-file';
+/** Stands in for the value of a secret that has none; its own rules' problems are dropped. */
+const UNRESOLVED = 'unresolved-secret';
 
 /** The variables axios (through proxy-from-env) reads to pick a proxy, lower-cased. */
 const PROXY_VARIABLES = new Set(['http_proxy', 'https_proxy', 'all_proxy']);
@@ -445,16 +445,19 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
     const value = secrets.env[name]?.trim();
     if (value) env[name] = value;
   }
-  // A secret whose file cannot be read was set all the same: the other rules must not report it
-  // missing, and its own rules have no value to check. Its one problem names X_FILE.
-  for (const name of secrets.unreadable) env[name] = UNREADABLE;
+  // A secret without a usable value (both X and X_FILE, or an unreadable file) was set all the
+  // same: the other rules must not report it missing, and its own have no value to check. Its one
+  // problem names X_FILE.
+  for (const name of secrets.unresolved) env[name] = UNRESOLVED;
 
   const parsed = fields.safeParse(env);
   const problems = [...secrets.problems];
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0]);
-      if (!secrets.unreadable.has(variable)) problems.push(`${variable}: ${issue.message}`);
+      if (secrets.unresolved.has(variable)) continue;
+      const from = secrets.files[variable] ? ` (value read from ${variable}_FILE)` : '';
+      problems.push(`${variable}: ${issue.message}${from}`);
     }
   }
   problems.push(...crossChecks(env));

@@ -85,8 +85,11 @@ export interface ResolvedSecrets {
   files: Record<string, string>;
   /** One line per problem, naming the variable; a path may appear, a value never. */
   problems: string[];
-  /** Variables whose file could not be read: set by the operator, but without a value. */
-  unreadable: Set<string>;
+  /**
+   * Variables set by the operator that have no usable value: both X and X_FILE, or a file that
+   * cannot be read. Their one problem names X_FILE; no other rule should report them.
+   */
+  unresolved: Set<string>;
 }
 
 /**
@@ -103,7 +106,7 @@ export function resolveSecretFiles(
   const env: Record<string, string | undefined> = { ...rawEnv };
   const files: Record<string, string> = {};
   const problems: string[] = [];
-  const unreadable = new Set<string>();
+  const unresolved = new Set<string>();
   for (const fileVariable of Object.keys(rawEnv).sort()) {
     if (!fileVariable.endsWith('_FILE')) continue;
     const variable = fileVariable.slice(0, -'_FILE'.length);
@@ -112,16 +115,17 @@ export function resolveSecretFiles(
     delete env[fileVariable];
     if (rawEnv[variable]?.trim()) {
       problems.push(`${fileVariable}: set either ${variable} or ${fileVariable}, not both`);
+      unresolved.add(variable);
       continue;
     }
     const read = readSecretFileSync(path);
     if (!read.ok) {
       problems.push(`${fileVariable}: the file ${path} ${read.reason}`);
-      unreadable.add(variable);
+      unresolved.add(variable);
       continue;
     }
     env[variable] = read.value;
     files[variable] = path;
   }
-  return { env, files, problems, unreadable };
+  return { env, files, problems, unresolved };
 }
