@@ -74,9 +74,12 @@ async function main(): Promise<void> {
   // credential file: SIGHUP's default action would kill the broker.
   process.on('SIGHUP', () => {
     broker.reloadCredentials().then(
-      (watched) => {
-        if (!watched) logger.info('SIGHUP: no credential is read from a file; nothing to reload');
-      },
+      (watched) =>
+        logger.info(
+          watched
+            ? 'SIGHUP: credential files read again'
+            : 'SIGHUP: no credential is read from a file; nothing to reload',
+        ),
       (error: unknown) =>
         logger.error(
           { reason: error instanceof Error ? error.message : 'unknown' },

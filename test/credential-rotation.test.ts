@@ -419,7 +419,7 @@ test('when a new value does not validate or the file cannot be read, then it is 
 
   // Read again (SIGHUP) but unchanged: no second line for the same refused value.
   process.kill(broker.child.pid!, 'SIGHUP');
-  await sleep(500);
+  await broker.logged('SIGHUP: credential files read again');
   expect(refusals()).toHaveLength(2);
 
   unlinkSync(keyFile);
