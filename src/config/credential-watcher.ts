@@ -62,7 +62,7 @@ export interface Credentials {
   /** Absent when CERTISCAN_AUTH_TOKEN is unset (admin off). */
   certiscan?: BearerCredential;
   /** Absent when ADMIN_API_KEYS is unset (admin off). */
-  adminKeys?: Credential<readonly AdminKey[]>;
+  adminKeys?: Credential<AdminKey[]>;
 }
 
 /** The running credentials, from the config; their load time goes to /metrics. */
@@ -103,12 +103,10 @@ export interface CredentialWatcher {
   close(): void;
 }
 
-export interface CredentialWatcherOptions {
-  /** Backstop for changes no directory event reports (e.g. a symlink's target elsewhere). Default 5000. */
-  pollIntervalMs?: number;
-  /** Wait after a directory event so a write in several steps is read once, complete. Default 100. */
-  settleMs?: number;
-}
+/** The backstop for changes no directory event reports (e.g. a symlink's target elsewhere). */
+const POLL_INTERVAL_MS = 5000;
+/** The wait after a directory event, so a file written in several steps is read once, complete. */
+const SETTLE_MS = 100;
 
 interface Watched {
   credential: Credential<unknown>;
@@ -119,7 +117,7 @@ interface Watched {
   seen?: string;
 }
 
-function sameAdminKeys(a: readonly AdminKey[], b: readonly AdminKey[]): boolean {
+function sameAdminKeys(a: AdminKey[], b: AdminKey[]): boolean {
   return (
     a.length === b.length &&
     a.every((key, index) => key.name === b[index]?.name && key.sha256.equals(b[index].sha256))
@@ -128,21 +126,20 @@ function sameAdminKeys(a: readonly AdminKey[], b: readonly AdminKey[]): boolean 
 
 function watched<V extends RotatableVariable>(
   config: Config,
-  credential: Credential<RotatedValues[V]> | Credential<readonly AdminKey[]> | undefined,
+  credential: Credential<RotatedValues[V]> | undefined,
   variable: V,
   same: (a: RotatedValues[V], b: RotatedValues[V]) => boolean,
 ): Watched | undefined {
   const file = config.credentialFiles[variable];
   if (!credential || !file) return undefined;
-  const holder = credential as Credential<RotatedValues[V]>;
   return {
-    credential: holder,
+    credential,
     file,
     apply(text) {
       const parsed = parseRotatedCredential(config, variable, text);
       if (!parsed.ok) return { problems: parsed.problems };
-      if (same(parsed.value, holder.current)) return { applied: false };
-      holder.replace(parsed.value);
+      if (same(parsed.value, credential.current)) return { applied: false };
+      credential.replace(parsed.value);
       return { applied: true };
     },
   };
@@ -160,7 +157,6 @@ export function createCredentialWatcher(
   config: Config,
   credentials: Credentials,
   deps: { logger: Logger; metrics: Metrics },
-  options: CredentialWatcherOptions = {},
 ): CredentialWatcher | undefined {
   const { logger, metrics } = deps;
   const entries = [
@@ -230,15 +226,14 @@ export function createCredentialWatcher(
     settling ??= setTimeout(() => {
       settling = undefined;
       void reload('file-change');
-    }, options.settleMs ?? 100).unref();
+    }, SETTLE_MS).unref();
   };
-  const pollIntervalMs = options.pollIntervalMs ?? 5000;
   const watchers: FSWatcher[] = [];
   for (const directory of new Set(entries.map((entry) => path.dirname(path.resolve(entry.file))))) {
     const onWatchError = (error: unknown) =>
       logger.warn(
         { directory, code: (error as NodeJS.ErrnoException).code },
-        `credential rotation: cannot watch ${directory}; changes there are picked up by the check every ${pollIntervalMs / 1000} s`,
+        `credential rotation: cannot watch ${directory}; changes there are picked up by the check every ${POLL_INTERVAL_MS / 1000} s`,
       );
     try {
       const watcher = watch(directory, { persistent: false }, onChange);
@@ -251,7 +246,7 @@ export function createCredentialWatcher(
       onWatchError(error);
     }
   }
-  const poll = setInterval(() => void reload('poll'), pollIntervalMs).unref();
+  const poll = setInterval(() => void reload('poll'), POLL_INTERVAL_MS).unref();
   void reload('start');
 
   return {
