@@ -23,9 +23,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node
-# 8080: PORT, the public routes. 8081: ADMIN_PORT as docs/kubernetes.md sets it (admin routes and
+# 8080: PORT, the public routes. 9090: ADMIN_PORT as deploy/kubernetes sets it (admin routes and
 # /metrics); the broker listens there only when ADMIN_PORT is set.
-EXPOSE 8080 8081
+EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node as PID 1 receives SIGTERM directly, so the drain runs on docker stop / pod deletion. The

@@ -2,6 +2,11 @@ import type { Express } from 'express';
 import { createApp, type Routes } from './app';
 import type { Config } from './config/config';
 import { createAuthenticator } from './auth/authenticator';
+import {
+  createCredentials,
+  createCredentialWatcher,
+  type Credentials,
+} from './config/credential-watcher';
 import type { ListenerSpec } from './http/lifecycle';
 import type { Logger } from './observability/logger';
 import { createMetrics, type Metrics } from './observability/metrics';
@@ -34,6 +39,11 @@ export interface Broker {
   metrics: Metrics;
   /** Turns /readyz to 503 for the drain; requests are still served. */
   startDraining(): void;
+  /**
+   * Reads the rotatable credential files again at once (SIGHUP); false when no credential comes
+   * from a file.
+   */
+  reloadCredentials(): Promise<boolean>;
 }
 
 export interface BrokerOptions {
@@ -54,22 +64,22 @@ interface AdminParts {
 /** The admin routes and its CertiScan client, or undefined when ADMIN_API_KEYS is unset. */
 function createAdmin(
   config: Config,
+  credentials: Credentials,
   metrics: Metrics,
   logger: Logger,
   breaker: Partial<BreakerSettings> | undefined,
   tracing: Tracing | undefined,
 ): AdminParts | undefined {
-  if (!config.admin) return undefined;
-  const { authToken } = config.certiscan;
+  const { adminKeys, certiscan: credential } = credentials;
+  if (!adminKeys) return undefined;
   // loadConfig already refuses admin without a token; this keeps the types honest.
-  if (!authToken) throw new Error('admin routes are on but CERTISCAN_AUTH_TOKEN is not set');
+  if (!credential) throw new Error('admin routes are on but CERTISCAN_AUTH_TOKEN is not set');
   const certiscan = createCertiscanClient(
     createUpstreamClient({
       name: 'certiscan',
       label: 'CertiScan',
       baseUrl: config.certiscan.baseUrl,
-      bearerToken: authToken,
-      credentialVariable: 'CERTISCAN_AUTH_TOKEN',
+      credential,
       timeoutMs: config.upstream.timeoutMs,
       proxyFromEnvironment: config.upstream.proxyFromEnvironment,
       passThroughStatuses: CERTISCAN_PASS_THROUGH_STATUSES,
@@ -80,7 +90,7 @@ function createAdmin(
     }),
   );
   return {
-    routes: adminRoutes({ keys: config.admin.keys, certiscan, logger }),
+    routes: adminRoutes({ keys: adminKeys, certiscan, logger }),
     certiscan,
   };
 }
@@ -94,6 +104,8 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   const tracing = config.tracing ? startTracing(config.tracing, options.logger) : undefined;
   const logger = tracing ? tracing.withTraceIds(options.logger) : options.logger;
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
+  const credentials = createCredentials(config, metrics);
+  const credentialWatcher = createCredentialWatcher(config, credentials, { logger, metrics });
   const keys = createSigningKeyStore(config.auth.keys, {
     fetchTimeoutMs: config.upstream.timeoutMs,
     logger,
@@ -105,8 +117,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       name: 'cardscan',
       label: 'Cardscan',
       baseUrl: config.cardscan.baseUrl,
-      bearerToken: config.cardscan.apiKey,
-      credentialVariable: 'CARDSCAN_API_KEY',
+      credential: credentials.cardscan,
       timeoutMs: config.upstream.timeoutMs,
       proxyFromEnvironment: config.upstream.proxyFromEnvironment,
       breaker: options.breaker,
@@ -141,7 +152,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     cardscan,
   });
 
-  const admin = createAdmin(config, metrics, logger, options.breaker, tracing);
+  const admin = createAdmin(config, credentials, metrics, logger, options.breaker, tracing);
   // With ADMIN_PORT the admin routes (and /metrics) get a listener of their own and the public one
   // never has them.
   const adminPort = config.admin?.port;
@@ -183,6 +194,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     app,
     listeners,
     close: async (timeoutMs = SPAN_FLUSH_TIMEOUT_MS) => {
+      credentialWatcher?.close();
       cardscan.close();
       admin?.certiscan.close();
       await Promise.all([redis?.close(), tracing?.shutdown(timeoutMs)]);
@@ -191,6 +203,10 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     metrics,
     startDraining: () => {
       draining = true;
+    },
+    reloadCredentials: async () => {
+      await credentialWatcher?.reload('SIGHUP');
+      return credentialWatcher !== undefined;
     },
   };
 }

@@ -77,6 +77,23 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Credential rotation at once, without waiting for the file watch. Handled even without a
+  // credential file: SIGHUP's default action would kill the broker.
+  process.on('SIGHUP', () => {
+    broker.reloadCredentials().then(
+      (watched) =>
+        logger.info(
+          watched
+            ? 'SIGHUP: credential files read again'
+            : 'SIGHUP: no credential is read from a file; nothing to reload',
+        ),
+      (error: unknown) =>
+        logger.error(
+          { reason: error instanceof Error ? error.message : 'unknown' },
+          'SIGHUP: reading the credential files failed',
+        ),
+    );
+  });
 
   await starting;
   void broker.keys.warmUp();

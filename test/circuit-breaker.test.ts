@@ -8,6 +8,7 @@ import { startHarness, TEST_CERTISCAN_TOKEN, type Harness } from './helpers/harn
 import { LogCapture } from './helpers/log-capture';
 import { circuitState, metricValue } from './helpers/metrics';
 import { startCertiscanStandIn, type CertiscanStandIn } from './stand-ins/certiscan';
+import { BearerCredential } from '../src/config/credential-watcher';
 
 /** Small numbers for the tests that wait for the breaker; the contract's defaults are tested too. */
 const QUICK = { volumeThreshold: 4, windowMs: 2000, openMs: 300 };
@@ -161,8 +162,7 @@ describe('on the CertiScan client, through the same upstream client', () => {
       name: 'certiscan',
       label: 'CertiScan',
       baseUrl: certiscan.baseUrl,
-      bearerToken: TEST_CERTISCAN_TOKEN,
-      credentialVariable: 'CERTISCAN_AUTH_TOKEN',
+      credential: new BearerCredential('CERTISCAN_AUTH_TOKEN', TEST_CERTISCAN_TOKEN, undefined),
       timeoutMs: 1500,
       passThroughStatuses: [400, 404, 409, 422],
       breaker: QUICK,

@@ -12,6 +12,7 @@ import { createLogger } from '../src/observability/logger';
 import { createMetrics } from '../src/observability/metrics';
 import { createHttpAdapter } from '../src/upstream/http-adapter';
 import { createUpstreamClient, type UpstreamClient } from '../src/upstream/upstream-client';
+import { BearerCredential } from '../src/config/credential-watcher';
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
@@ -323,8 +324,7 @@ describe('what the upstream client makes of the transport failures', () => {
       name: 'cardscan',
       label: 'Cardscan',
       baseUrl: `${upstream.origin}/v1`,
-      bearerToken: 'secret_test_adapter',
-      credentialVariable: 'CARDSCAN_API_KEY',
+      credential: new BearerCredential('CARDSCAN_API_KEY', 'secret_test_adapter', undefined),
       timeoutMs: 3000,
       metrics: createMetrics(),
       logger: createLogger('silent'),

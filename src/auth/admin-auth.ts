@@ -17,15 +17,18 @@ export function adminActorOf(res: Response): string {
   return actor;
 }
 
+/** The admin keys in use; ADMIN_API_KEYS_FILE may replace them while the broker runs. */
+export interface AdminKeys {
+  readonly current: readonly AdminKey[];
+}
+
 /**
  * `Authorization: Bearer <admin key>`: the key is hashed and compared with every configured hash
  * in constant time, all of them every time, so neither the answer time nor the order of
- * ADMIN_API_KEYS tells a caller how close a guess came.
+ * ADMIN_API_KEYS tells a caller how close a guess came. The keys are read per request, so a key
+ * removed by a rotation stops working at the next one.
  */
-export function createAdminAuthenticator(
-  keys: readonly AdminKey[],
-  logger: Logger,
-): RequestHandler {
+export function createAdminAuthenticator(keys: AdminKeys, logger: Logger): RequestHandler {
   /** Refused attempts are audited too: someone guessing admin keys must show up in the audit trail. */
   const refuse = (req: Request, error: AuthenticationError): AuthenticationError => {
     logger.warn(
@@ -66,7 +69,7 @@ export function createAdminAuthenticator(
     }
     const presented = createHash('sha256').update(key, 'utf8').digest();
     let actor: string | undefined;
-    for (const candidate of keys) {
+    for (const candidate of keys.current) {
       const matches = timingSafeEqual(presented, candidate.sha256);
       if (matches && actor === undefined) actor = candidate.name;
     }

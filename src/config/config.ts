@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { cookieNameWarning } from '../auth/cookie-rules';
 import { userIdClaimWarning } from '../auth/user-id';
+import { resolveSecretFiles } from './secret-files';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
 export const KEY_ALGORITHMS = [
@@ -76,6 +77,8 @@ export interface Config {
    */
   upstream: { timeoutMs: number; proxyFromEnvironment: boolean };
   rateLimit: { perMinute: number; redisUrl?: string };
+  /** The file each secret was read from (`X_FILE`), by variable name (`X`). */
+  credentialFiles: Readonly<Record<string, string>>;
   /** Absent unless an OTLP endpoint is set (and OTEL_SDK_DISABLED is not true): no tracing at all. */
   tracing?: TracingConfig;
 }
@@ -197,7 +200,12 @@ const ADMIN_KEY_ENTRY = new RegExp(`^(${ADMIN_KEY_NAME.source.slice(1, -1)}):([0
 
 const adminKeys = z.string().transform((value, ctx) => {
   const keys: AdminKey[] = [];
-  for (const [index, entry] of list(value).entries()) {
+  // Lines too: ADMIN_API_KEYS_FILE is easier to keep with one entry per line.
+  const entries = value
+    .split(/[,\n]/)
+    .map((item) => item.trim())
+    .filter(Boolean);
+  for (const [index, entry] of entries.entries()) {
     const match = ADMIN_KEY_ENTRY.exec(entry);
     if (!match) {
       ctx.addIssue({
@@ -373,11 +381,10 @@ const fields = z.object({
 
 type Fields = z.infer<typeof fields>;
 
-// PLACEHOLDER from the `deploy` branch, resolved at merge against the `secrets` branch, which
-// implements `X_FILE`: the Kubernetes manifests pass every secret as `X_FILE` (a path into a
-// Secret volume) and test/deploy-kubernetes.test.ts checks each manifest variable against
-// CONFIG_VARIABLES. Here the names are only listed; loadConfig does not read the files.
-/** The variables that hold a secret: each may instead be given as `X_FILE`, a file's path. */
+/**
+ * The variables that hold secrets: each may instead be given as `X_FILE`, the path of a file that
+ * holds the value (`AUTH_<N>_…` stands for a family).
+ */
 export const SECRET_VARIABLES = [
   'CARDSCAN_API_KEY',
   'CERTISCAN_AUTH_TOKEN',
@@ -388,12 +395,23 @@ export const SECRET_VARIABLES = [
 ] as const;
 
 /**
+ * The credentials read again while the broker runs when they come from a file. The others are read
+ * once: the HMAC secrets because changing one would log every user out or give every user a new
+ * Cardscan identity, REDIS_URL because the connection is made once.
+ */
+export const ROTATABLE_VARIABLES = [
+  'CARDSCAN_API_KEY',
+  'CERTISCAN_AUTH_TOKEN',
+  'ADMIN_API_KEYS',
+] as const;
+export type RotatableVariable = (typeof ROTATABLE_VARIABLES)[number];
+
+/**
  * Every environment variable the configuration reads (`AUTH_<N>_…` stands for a family). The
  * reference in docs/configuration.md and .env.example are checked against it.
  */
 export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(fields.shape),
-  // PLACEHOLDER (deploy branch): see SECRET_VARIABLES above.
   ...SECRET_VARIABLES.map((name) => `${name}_FILE`),
 ];
 
@@ -490,7 +508,11 @@ function tracingOf(f: Fields): TracingConfig | undefined {
   };
 }
 
-function build(f: Fields, proxyFromEnvironment: boolean): Config {
+function build(
+  f: Fields,
+  proxyFromEnvironment: boolean,
+  credentialFiles: Record<string, string>,
+): Config {
   const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
   const keys: KeySource = f.AUTH_JWT_SECRET
     ? { kind: 'secret', secret: f.AUTH_JWT_SECRET }
@@ -533,6 +555,7 @@ function build(f: Fields, proxyFromEnvironment: boolean): Config {
     upstream: { timeoutMs: f.UPSTREAM_TIMEOUT_MS, proxyFromEnvironment },
     rateLimit: { perMinute: f.RATE_LIMIT_PER_MINUTE, redisUrl: f.REDIS_URL },
     tracing: tracingOf(f),
+    credentialFiles,
   };
 }
 
@@ -550,6 +573,9 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
+/** Stands in for the value of a secret that has none; its own rules' problems are dropped. */
+const UNRESOLVED = 'unresolved-secret';
+
 /** The variables axios (through proxy-from-env) reads to pick a proxy, lower-cased. */
 const PROXY_VARIABLES = new Set(['http_proxy', 'https_proxy', 'all_proxy']);
 
@@ -558,16 +584,27 @@ const PROXY_VARIABLES = new Set(['http_proxy', 'https_proxy', 'all_proxy']);
  * problem, one line each, naming the variable and never echoing a value.
  */
 export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedConfig {
+  const secrets = resolveSecretFiles(rawEnv, SECRET_VARIABLES);
   const env: Record<string, string> = {};
   for (const name of Object.keys(fields.shape)) {
-    const value = rawEnv[name]?.trim();
+    const value = secrets.env[name]?.trim();
     if (value) env[name] = value;
   }
+  // A secret without a usable value (both X and X_FILE, or an unreadable file) was set all the
+  // same: the other rules must not report it missing, and its own have no value to check. Its one
+  // problem names X_FILE.
+  for (const name of secrets.unresolved) env[name] = UNRESOLVED;
 
   const parsed = fields.safeParse(env);
-  const problems = parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`);
+  const problems = [...secrets.problems];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0]);
+      if (secrets.unresolved.has(variable)) continue;
+      const from = secrets.files[variable] ? ` (value read from ${variable}_FILE)` : '';
+      problems.push(`${variable}: ${issue.message}${from}`);
+    }
+  }
   problems.push(...crossChecks(env));
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError([...new Set(problems)]);
@@ -576,7 +613,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
   const proxyFromEnvironment = Object.keys(rawEnv).some(
     (name) => PROXY_VARIABLES.has(name.toLowerCase()) && Boolean(rawEnv[name]),
   );
-  const config = build(parsed.data, proxyFromEnvironment);
+  const config = build(parsed.data, proxyFromEnvironment, secrets.files);
   const warnings: string[] = [];
   if (config.auth.audience.length === 0) {
     warnings.push(
@@ -599,4 +636,44 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
     );
   }
   return { config: deepFreeze(config), warnings };
+}
+
+/** A rotatable credential's value once parsed: what the running broker holds. */
+export interface RotatedValues {
+  CARDSCAN_API_KEY: string;
+  CERTISCAN_AUTH_TOKEN: string;
+  ADMIN_API_KEYS: AdminKey[];
+}
+
+export type RotatedCredential<V extends RotatableVariable> =
+  { ok: true; value: RotatedValues[V] } | { ok: false; problems: string[] };
+
+/**
+ * Checks a credential read again from its file with the schema's own rules, as at start, and with
+ * the one rule a running broker adds: the Cardscan key keeps its mode (test or live), since the
+ * base URL and the sandbox warning were settled at start. Problems name the variable, never a value.
+ */
+export function parseRotatedCredential<V extends RotatableVariable>(
+  config: Config,
+  variable: V,
+  value: string,
+): RotatedCredential<V> {
+  const trimmed = value.trim();
+  if (!trimmed) return { ok: false, problems: [`${variable}: is empty`] };
+  const parsed = fields.shape[variable].safeParse(trimmed);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: [...new Set(parsed.error.issues.map((issue) => `${variable}: ${issue.message}`))],
+    };
+  }
+  if (variable === 'CARDSCAN_API_KEY' && keyKind(trimmed) !== config.cardscan.keyKind) {
+    return {
+      ok: false,
+      problems: [
+        `CARDSCAN_API_KEY: a ${keyKind(trimmed)} key cannot replace the ${config.cardscan.keyKind} key the broker started with (its base URL is for ${config.cardscan.keyKind} keys); restart to change modes`,
+      ],
+    };
+  }
+  return { ok: true, value: parsed.data as RotatedValues[V] };
 }

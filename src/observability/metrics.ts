@@ -29,7 +29,13 @@ export interface Metrics {
    * replica without keys answers 503 to every login, and /readyz alone only hides it from traffic.
    */
   watchSigningKeys(hasKeys: () => boolean): void;
+  /** A credential file was read again with a new value; `by` 0 only creates the series. */
+  countCredentialReload(variable: string, outcome: CredentialReloadOutcome, by?: number): void;
+  /** When the credential in use was loaded, in ms since the epoch. */
+  setCredentialLoaded(variable: string, atMs: number): void;
 }
+
+export type CredentialReloadOutcome = 'applied' | 'refused';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -75,6 +81,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       this.set(hasSigningKeys() ? 1 : 0);
     },
   });
+  const credentialReloads = new Counter({
+    name: 'credential_reloads_total',
+    help: 'Credentials read again from their file with a new value, by variable and outcome (applied, or refused and the old one kept)',
+    labelNames: ['variable', 'outcome'] as const,
+    registers: [registry],
+  });
+  const credentialLoaded = new Gauge({
+    name: 'credential_loaded_timestamp_seconds',
+    help: 'When the credential in use was loaded (at start or by a rotation), in seconds since the epoch',
+    labelNames: ['variable'] as const,
+    registers: [registry],
+  });
 
   const httpMiddleware: RequestHandler = (req, res, next) => {
     const start = process.hrtime.bigint();
@@ -102,6 +120,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     watchSigningKeys(hasKeys) {
       hasSigningKeys = hasKeys;
+    },
+    countCredentialReload(variable, outcome, by = 1) {
+      credentialReloads.inc({ variable, outcome }, by);
+    },
+    setCredentialLoaded(variable, atMs) {
+      credentialLoaded.set({ variable }, atMs / 1000);
     },
   };
 }

@@ -2,9 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
-import type { AdminKey } from '../config/config';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
-import { adminActorOf, createAdminAuthenticator } from '../auth/admin-auth';
+import { adminActorOf, createAdminAuthenticator, type AdminKeys } from '../auth/admin-auth';
 import { jsonBody } from '../http/json-body';
 import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
@@ -35,7 +34,7 @@ const DELETE_NOTE =
 type AdminAction = 'worktoken.create' | 'worktoken.update' | 'worktoken.delete';
 
 export interface AdminRouteDeps {
-  keys: readonly AdminKey[];
+  keys: AdminKeys;
   certiscan: CertiscanClient;
   logger: Logger;
 }

@@ -37,15 +37,20 @@ export interface UpstreamResponse<T> {
   value: T;
 }
 
+/** The broker's credential for an upstream; it may change while the broker runs (rotation). */
+export interface UpstreamCredential {
+  /** `Bearer <token>`, read once at the start of each call. */
+  readonly authorization: string;
+  /** What an operator must fix when the upstream refuses it: the variable, or its file. */
+  readonly origin: string;
+}
+
 export interface UpstreamClientOptions {
   name: UpstreamName;
   /** Human name in messages, e.g. "Cardscan". */
   label: string;
   baseUrl: string;
-  /** Sent as `Authorization: Bearer …`. */
-  bearerToken: string;
-  /** The variable an operator must fix when the upstream refuses our credentials. */
-  credentialVariable: string;
+  credential: UpstreamCredential;
   /** One call, retries included, never outlives this. */
   timeoutMs: number;
   /** 4xx statuses about the request itself that reach the caller unchanged. Others become 502. */
@@ -161,7 +166,7 @@ function parseJson(text: unknown): { ok: true; value: unknown } | { ok: false } 
 }
 
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
-  const { name, label, timeoutMs, metrics, logger } = options;
+  const { name, label, timeoutMs, credential, metrics, logger } = options;
   const startAttempt = options.tracing?.upstreamAttempts(name, options.baseUrl);
   const maxRetries = options.maxRetries ?? 2;
   const passThrough = new Set(options.passThroughStatuses ?? []);
@@ -193,7 +198,6 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   // axios deep-copies its default header buckets (common, get, post, …) into every call; one flat
   // set of our own headers gives the same request at a fraction of the copying.
   instance.defaults.headers = {
-    Authorization: `Bearer ${options.bearerToken}`,
     Accept: 'application/json',
     'User-Agent': 'cardscan-broker',
   } as unknown as AxiosInstance['defaults']['headers'];
@@ -265,6 +269,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     },
     async send(request) {
       const started = performance.now();
+      // Read once: every attempt of this call, retries included, carries the credential it began
+      // with, even when a rotation replaces it meanwhile.
+      const authorization = credential.authorization;
       const deadline = new Deadline(timeoutMs);
       let result: { status: number; body: unknown } | Failure;
       try {
@@ -277,8 +284,12 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
                 url: request.path,
                 data: request.data,
                 headers: traced
-                  ? { 'X-Request-Id': request.requestId, traceparent: traced.traceparent }
-                  : { 'X-Request-Id': request.requestId },
+                  ? {
+                      Authorization: authorization,
+                      'X-Request-Id': request.requestId,
+                      traceparent: traced.traceparent,
+                    }
+                  : { Authorization: authorization, 'X-Request-Id': request.requestId },
                 signal: deadline,
               }),
             );
@@ -329,7 +340,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       if (result.failure === 'credentials') {
         logger.error(
           logFields,
-          `${label} refused the broker's credentials (${result.upstreamStatus}): check ${options.credentialVariable}`,
+          `${label} refused the broker's credentials (${result.upstreamStatus}): check ${credential.origin}`,
         );
       } else if (result.failure !== 'rejected') {
         logger.warn(logFields, result.detail);

@@ -42,6 +42,8 @@ export interface StandIn {
   setDelay(ms: number): void;
   /** Holds every answer from now on until the returned function is called. */
   hold(): () => void;
+  /** The bearer tokens it accepts from now on, e.g. the old and the new one during a rotation. */
+  acceptTokens(...tokens: string[]): void;
   close(): Promise<void>;
 }
 
@@ -83,6 +85,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   const queued: (Mode | JsonAnswer)[] = [];
   let delayMs = 0;
   let gate: Promise<void> = Promise.resolve();
+  let accepted = new Set([`Bearer ${options.bearerToken}`]);
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://stand-in');
@@ -113,7 +116,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       case 'unauthorized':
         return sendJson(res, { status: 401, body: options.unauthorizedBody });
     }
-    if (req.headers.authorization !== `Bearer ${options.bearerToken}`) {
+    if (!accepted.has(req.headers.authorization ?? '')) {
       return sendJson(res, { status: 401, body: options.unauthorizedBody });
     }
     sendJson(res, await options.handle(recorded));
@@ -144,6 +147,9 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         };
       });
       return release;
+    },
+    acceptTokens: (...tokens) => {
+      accepted = new Set(tokens.map((token) => `Bearer ${token}`));
     },
     close: async () => {
       server.closeAllConnections();
