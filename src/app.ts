@@ -40,6 +40,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Why the broker cannot serve right now, or undefined when it can. */
   notReadyReason: () => string | undefined;
+  /** Several identity providers: the names of those that cannot verify logins now. */
+  unavailableProviders?: () => string[];
   /** The features this listener serves (session, admin), registered after the shared middleware. */
   routes: Routes[];
   /** Whether one of them is the admin routes, so /openapi.json describes them. Default false. */
@@ -92,7 +94,12 @@ export function createApp(deps: AppDeps): Express {
   // Feature routes first: a session request, the bulk of the traffic, then never walks the ops
   // routes. Paths do not overlap, so the order changes nothing else.
   for (const routes of deps.routes) routes(app);
-  opsRoutes({ metrics, notReadyReason: deps.notReadyReason, adminRoutes: deps.adminRoutes })(app);
+  opsRoutes({
+    metrics,
+    notReadyReason: deps.notReadyReason,
+    unavailableProviders: deps.unavailableProviders,
+    adminRoutes: deps.adminRoutes,
+  })(app);
 
   app.use(notFound);
   app.use(createProblemHandler(logger));

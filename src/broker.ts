@@ -7,7 +7,7 @@ import type { Logger } from './observability/logger';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { createUserRateLimit } from './limits/rate-limit';
 import { createRedisRateLimitStore } from './limits/redis-store';
-import { createSigningKeyStore, type SigningKeyStore } from './auth/signing-keys';
+import { createProviders, type Providers } from './auth/providers';
 import { adminRoutes } from './routes/admin';
 import { sessionRoutes } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
@@ -26,7 +26,8 @@ export interface Broker {
   listeners: ListenerSpec[];
   /** Closes upstream connections; call after the listeners stopped. */
   close(): Promise<void>;
-  keys: SigningKeyStore;
+  /** Every provider's signing keys: warmUp fetches them all, hasKeys is true while one can verify. */
+  keys: Pick<Providers, 'warmUp' | 'hasKeys'>;
   metrics: Metrics;
   /** Turns /readyz to 503 for the drain; requests are still served. */
   startDraining(): void;
@@ -83,7 +84,7 @@ function createAdmin(
 export function createBroker(config: Config, options: BrokerOptions): Broker {
   const { logger } = options;
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
-  const keys = createSigningKeyStore(config.auth.keys, {
+  const providers = createProviders(config.auth, {
     fetchTimeoutMs: config.upstream.timeoutMs,
     logger,
     now: options.now,
@@ -109,17 +110,32 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   let draining = false;
   const notReadyReason = (): string | undefined => {
     if (draining) return 'shutting down';
-    if (!keys.hasKeys()) {
-      // The probe retries the fetch (at most once per 30 s): a replica that started during an
-      // identity-provider outage gets no traffic to trigger it and would never become ready.
-      void keys.warmUp();
-      return 'no signing keys fetched yet';
+    if (providers.single) {
+      const { keys } = providers.single;
+      if (!keys.hasKeys()) {
+        // The probe retries the fetch (at most once per 30 s): a replica that started during an
+        // identity-provider outage gets no traffic to trigger it and would never become ready.
+        void keys.warmUp();
+        return 'no signing keys fetched yet';
+      }
+      return undefined;
     }
-    return undefined;
+    const unavailable = providers.unavailable();
+    // One provider's outage must not take the others' users off this replica.
+    return unavailable.length === providers.all.length
+      ? `no identity provider can verify logins yet: ${unavailable.join(', ')}`
+      : undefined;
   };
+  // Several providers: /readyz names those that cannot verify while the others keep it ready.
+  const unavailableProviders = providers.single ? undefined : () => providers.unavailable();
 
   const session = sessionRoutes({
-    authenticate: createAuthenticator(config.auth, keys).authenticate,
+    authenticate: createAuthenticator({
+      cookieName: config.auth.cookieName,
+      providers,
+      logger,
+      metrics,
+    }).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,
       store: redis?.store,
@@ -137,6 +153,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     logger,
     metrics,
     notReadyReason,
+    unavailableProviders,
     routes: adminOnPublic ? [session, admin.routes] : [session],
     adminRoutes: adminOnPublic,
   });
@@ -149,6 +166,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       logger,
       metrics,
       notReadyReason,
+      unavailableProviders,
       routes: [admin.routes],
       adminRoutes: true,
     });
@@ -162,7 +180,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       admin?.certiscan.close();
       await redis?.close();
     },
-    keys,
+    keys: providers,
     metrics,
     startDraining: () => {
       draining = true;

@@ -12,6 +12,23 @@ export type UpstreamOutcome =
   | 'unreachable'
   | 'circuit-open';
 
+/** Why a login was refused; a small fixed set, so it is safe as a label. */
+export type LoginRefusal =
+  | 'no_token'
+  | 'forbidden'
+  | 'malformed'
+  | 'unknown_issuer'
+  | 'issuer'
+  | 'audience'
+  | 'algorithm'
+  | 'signature'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'claims'
+  | 'scope'
+  | 'keys_unavailable'
+  | 'invalid_token';
+
 export type CircuitState = 'closed' | 'open' | 'half-open';
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half-open'];
 
@@ -24,6 +41,10 @@ export interface Metrics {
   setCircuitState(upstream: UpstreamName, state: CircuitState): void;
   /** A rate-limit store (Redis) call failed and the request was served without the limit. */
   countRateLimitStoreError(): void;
+  /** The counter of one provider's accepted logins, bound once at start. */
+  acceptedLogins(provider: string): () => void;
+  /** A login refused, by provider (`unknown` before one was chosen) and reason; never a user id. */
+  countRefusedLogin(provider: string, reason: LoginRefusal): void;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -60,6 +81,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registers: [registry],
   });
 
+  const loginsAccepted = new Counter({
+    name: 'auth_logins_accepted_total',
+    help: 'End-user logins accepted, by identity provider (default in single-provider mode)',
+    labelNames: ['provider'] as const,
+    registers: [registry],
+  });
+  const loginsRefused = new Counter({
+    name: 'auth_logins_refused_total',
+    help: 'End-user logins refused, by identity provider (unknown before one was chosen) and reason',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [registry],
+  });
+
   const httpMiddleware: RequestHandler = (req, res, next) => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
@@ -83,6 +117,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     countRateLimitStoreError() {
       rateLimitStoreErrors.inc();
+    },
+    acceptedLogins(provider) {
+      const child = loginsAccepted.labels({ provider });
+      // Present at 0 from the start, so a rate() over a provider nobody used yet is 0, not absent.
+      child.inc(0);
+      return () => child.inc();
+    },
+    countRefusedLogin(provider, reason) {
+      loginsRefused.inc({ provider, reason });
     },
   };
 }
