@@ -215,8 +215,19 @@ export function userIdFrom(provider: Provider, payload: JwtPayload): string {
       .update(JSON.stringify([payload.iss ?? '', claim]))
       .digest('hex');
   }
-  // The prefix keeps the same sub of two providers two Cardscan users; empty for one provider.
-  return provider.userIdPrefix ? provider.userIdPrefix + claim : claim;
+  if (provider.userIdPrefix) return provider.userIdPrefix + claim;
+  // The prefix keeps the same sub of two providers two Cardscan users. Without one (kept for the
+  // users of a deployment that had one provider), a claim must not look like another's user id.
+  if (provider.foreignPrefixes.some((prefix) => claim.startsWith(prefix))) {
+    throw refused(
+      'claims',
+      new AuthenticationError(
+        `the token's ${provider.userIdClaim} claim starts like a user id of another identity provider`,
+        'invalid_token',
+      ),
+    );
+  }
+  return claim;
 }
 
 export interface Authenticator {

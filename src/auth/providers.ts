@@ -18,6 +18,11 @@ export interface Provider {
   userIdClaim: string;
   /** Empty in single-provider mode: the user ids of today. */
   userIdPrefix: string;
+  /**
+   * The other providers' prefixes, for the one provider with an empty prefix: a claim of its that
+   * starts with one of them would be another provider's user id, so it is refused.
+   */
+  foreignPrefixes: readonly string[];
   requiredScopes: readonly string[];
   userIdHashSecret?: string;
   keys: SigningKeyStore;
@@ -56,6 +61,7 @@ function fromProviderConfig(
     checksAudience: true,
     userIdClaim: provider.userIdClaim,
     userIdPrefix: provider.userIdPrefix,
+    foreignPrefixes: [],
     requiredScopes: provider.requiredScopes,
     userIdHashSecret,
     keys: createSigningKeyStore(provider.keys, {
@@ -70,6 +76,12 @@ export function createProviders(auth: AuthConfig, options: JwksStoreOptions): Pr
   let all: Provider[];
   if (auth.providers) {
     all = auth.providers.map((each) => fromProviderConfig(each, auth.userIdHashSecret, options));
+    const unprefixed = all.find((provider) => provider.userIdPrefix === '');
+    if (unprefixed && !auth.userIdHashSecret) {
+      unprefixed.foreignPrefixes = all
+        .filter((provider) => provider !== unprefixed)
+        .map((provider) => provider.userIdPrefix);
+    }
   } else {
     single = {
       name: SINGLE_PROVIDER_NAME,
@@ -80,6 +92,7 @@ export function createProviders(auth: AuthConfig, options: JwksStoreOptions): Pr
       checksAudience: auth.audienceClaim !== 'aud',
       userIdClaim: auth.userIdClaim,
       userIdPrefix: '',
+      foreignPrefixes: [],
       requiredScopes: auth.requiredScopes,
       userIdHashSecret: auth.userIdHashSecret,
       keys: createSigningKeyStore(auth.keys, options),

@@ -98,15 +98,21 @@ function collisions(providers: ProviderConfig[]): string[] {
           `${variable(provider, 'ISSUER')}: is the same issuer as ${variable(earlier, 'ISSUER')}; a token must have exactly one provider`,
         );
       }
+      if (provider.userIdPrefix === '' && earlier.userIdPrefix === '') {
+        problems.push(
+          `${variable(provider, 'USER_ID_PREFIX')}: ${variable(earlier, 'USER_ID_PREFIX')} is empty too; at most one provider may have an empty prefix, or their users could get the same user_id`,
+        );
+        continue;
+      }
+      // The provider with the empty prefix refuses claims that start with another's prefix.
+      if (provider.userIdPrefix === '' || earlier.userIdPrefix === '') continue;
       const [shorter, longer] =
         earlier.userIdPrefix.length <= provider.userIdPrefix.length
           ? [earlier, provider]
           : [provider, earlier];
       if (longer.userIdPrefix.startsWith(shorter.userIdPrefix)) {
         problems.push(
-          shorter.userIdPrefix === ''
-            ? `${variable(longer, 'USER_ID_PREFIX')}: ${variable(shorter, 'USER_ID_PREFIX')} is empty, so a user of ${shorter.name} could get the same user_id as one of ${longer.name}; give every provider but one a prefix`
-            : `${variable(longer, 'USER_ID_PREFIX')}: starts with the prefix of ${variable(shorter, 'USER_ID_PREFIX')}, so users of ${shorter.name} and ${longer.name} could get the same user_id`,
+          `${variable(longer, 'USER_ID_PREFIX')}: starts with the prefix of ${variable(shorter, 'USER_ID_PREFIX')}, so users of ${shorter.name} and ${longer.name} could get the same user_id`,
         );
       }
     }
