@@ -1,5 +1,5 @@
 /**
- * The broker with built-in stand-ins for Cardscan, CertiScan and the identity provider, plus the
+ * The broker with built-in stand-ins for Cardscan, CertiScan and two identity providers, plus the
  * demo page on its own origin, all on 127.0.0.1. Used by `npm run local` and the browser tests.
  */
 import type { DestinationStream } from 'pino';
@@ -16,6 +16,7 @@ import { startDemoServer, type DemoPageConfig } from './demo-server';
 const CARDSCAN_KEY = 'secret_test_local_placeholder_key';
 const CERTISCAN_TOKEN = 'secret_test_local_certiscan_token';
 const AUDIENCE = 'cardscan-broker-local';
+const STAFF_AUDIENCE = 'cardscan-broker-local-staff';
 /** The broker's AUTH_COOKIE_NAME in local mode, for the demo page's cookie variant. */
 export const LOCAL_COOKIE_NAME = 'cardscan_login';
 
@@ -38,7 +39,10 @@ export interface LocalStack {
   /** The demo page; its origin is the only one in the broker's CORS_ORIGINS. */
   demoUrl: string;
   pageConfig: DemoPageConfig;
+  /** The `patients` provider: its users keep bare ids (empty prefix), as with one provider. */
   idp: IdentityProvider;
+  /** The `staff` provider: its users' ids start with `staff:`. */
+  staffIdp: IdentityProvider;
   cardscan: CardscanStandIn;
   /** A fresh admin key for this run only. */
   adminKey: string;
@@ -47,12 +51,14 @@ export interface LocalStack {
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
   const idp = await startIdentityProvider({ audience: AUDIENCE });
+  const staffIdp = await startIdentityProvider({ audience: STAFF_AUDIENCE });
   const cardscan = await startCardscanStandIn({ apiKey: CARDSCAN_KEY });
   const certiscan = await startCertiscanStandIn({ authToken: CERTISCAN_TOKEN });
   const admin = createAdminKey('local-ops');
   const pageConfig: DemoPageConfig = {
     brokerUrl: '',
     identityProviderUrl: idp.issuer,
+    staffIdentityProviderUrl: staffIdp.issuer,
     cookieName: LOCAL_COOKIE_NAME,
   };
   // First the page's server, because its origin goes into the broker's CORS_ORIGINS.
@@ -63,8 +69,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     HOST: '127.0.0.1',
     CARDSCAN_API_KEY: CARDSCAN_KEY,
     CARDSCAN_BASE_URL: cardscan.baseUrl,
-    AUTH_ISSUER: idp.issuer,
-    AUTH_AUDIENCE: AUDIENCE,
+    // Two identity providers, as a deployment with a patient app and a clinician app has them.
+    AUTH_PROVIDERS: 'patients,staff',
+    AUTH_PATIENTS_ISSUER: idp.issuer,
+    AUTH_PATIENTS_AUDIENCE: AUDIENCE,
+    AUTH_PATIENTS_USER_ID_PREFIX: '',
+    AUTH_STAFF_ISSUER: staffIdp.issuer,
+    AUTH_STAFF_AUDIENCE: STAFF_AUDIENCE,
     AUTH_COOKIE_NAME: LOCAL_COOKIE_NAME,
     CORS_ORIGINS: demo.origin,
     ADMIN_API_KEYS: admin.entry,
@@ -86,12 +97,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     demoUrl: `${demo.origin}/`,
     pageConfig,
     idp,
+    staffIdp,
     cardscan,
     adminKey: admin.key,
     close: async () => {
       await running.shutdown({ delayMs: 0, timeoutMs: 3000, startDraining: broker.startDraining });
       await broker.close();
-      await Promise.all([demo.close(), idp.close(), cardscan.close(), certiscan.close()]);
+      await Promise.all([
+        demo.close(),
+        idp.close(),
+        staffIdp.close(),
+        cardscan.close(),
+        certiscan.close(),
+      ]);
     },
   };
 }
