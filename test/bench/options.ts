@@ -7,6 +7,7 @@ export const TARGET_NAMES = [
   'naive-jwt',
   'broker-hs256',
   'broker-rs256',
+  'broker-2idp',
 ] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
