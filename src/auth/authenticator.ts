@@ -218,7 +218,10 @@ export function userIdFrom(provider: Provider, payload: JwtPayload): string {
   if (provider.userIdPrefix) return provider.userIdPrefix + claim;
   // The prefix keeps the same sub of two providers two Cardscan users. Without one (kept for the
   // users of a deployment that had one provider), a claim must not look like another's user id.
-  if (provider.foreignPrefixes.some((prefix) => claim.startsWith(prefix))) {
+  if (
+    provider.foreignPrefixes.length > 0 &&
+    provider.foreignPrefixes.some((prefix) => claim.startsWith(prefix))
+  ) {
     throw refused(
       'claims',
       new AuthenticationError(
