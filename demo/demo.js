@@ -11,6 +11,11 @@
   let calls = 0;
 
   const authMode = () => document.querySelector('input[name="auth"]:checked').value;
+  /** The dev login of the chosen identity provider: patients (the mobile app's) or staff. */
+  const loginUrl = () =>
+    byId('provider').value === 'staff'
+      ? config.staffIdentityProviderUrl
+      : config.identityProviderUrl;
 
   function setLoginState(state, text) {
     const element = byId('login-state');
@@ -44,7 +49,7 @@
     const cookie = authMode() === 'cookie';
     setLoginState('busy', 'Logging in…');
     try {
-      const response = await fetch(`${config.identityProviderUrl}/dev/login`, {
+      const response = await fetch(`${loginUrl()}/dev/login`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({
@@ -62,8 +67,8 @@
       setLoginState(
         cookie ? 'cookie' : 'bearer',
         cookie
-          ? `Logged in as ${sub}: HttpOnly cookie ${config.cookieName} (${validity}); this page cannot read it.`
-          : `Logged in as ${sub}: bearer token in memory (${validity}).`,
+          ? `Logged in as ${sub} (${byId('provider').value}): HttpOnly cookie ${config.cookieName} (${validity}); this page cannot read it.`
+          : `Logged in as ${sub} (${byId('provider').value}): bearer token in memory (${validity}).`,
       );
     } catch (error) {
       setLoginState('error', `Login failed: ${error.message}`);
@@ -74,7 +79,7 @@
     accessToken = undefined;
     setLoginState('busy', 'Logging out…');
     try {
-      await fetch(`${config.identityProviderUrl}/dev/logout`, {
+      await fetch(`${loginUrl()}/dev/logout`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ cookie: config.cookieName }),

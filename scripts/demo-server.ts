@@ -12,6 +12,8 @@ import path from 'node:path';
 export interface DemoPageConfig {
   brokerUrl: string;
   identityProviderUrl: string;
+  /** The second (`staff`) provider's dev login. */
+  staffIdentityProviderUrl: string;
   /** The broker's AUTH_COOKIE_NAME, for the cookie variant. */
   cookieName: string;
 }
@@ -38,7 +40,7 @@ function contentSecurityPolicy(config: DemoPageConfig): string {
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    `connect-src ${config.brokerUrl} ${config.identityProviderUrl}`,
+    `connect-src ${config.brokerUrl} ${config.identityProviderUrl} ${config.staffIdentityProviderUrl}`,
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",

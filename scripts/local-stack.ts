@@ -1,5 +1,5 @@
 /**
- * The broker with built-in stand-ins for Cardscan, CertiScan and the identity provider, plus the
+ * The broker with built-in stand-ins for Cardscan, CertiScan and two identity providers, plus the
  * demo page on its own origin, all on 127.0.0.1. Used by `npm run local` and the browser tests.
  */
 import type { DestinationStream } from 'pino';
@@ -17,6 +17,7 @@ const CARDSCAN_KEY = 'secret_test_local_placeholder_key';
 const CERTISCAN_TOKEN = 'secret_test_local_certiscan_token';
 /** The audience of the dev login's tokens unless the developer sets AUTH_AUDIENCE. */
 export const LOCAL_AUDIENCE = 'cardscan-broker-local';
+const STAFF_AUDIENCE = 'cardscan-broker-local-staff';
 /** The broker's AUTH_COOKIE_NAME in local mode, for the demo page's cookie variant. */
 export const LOCAL_COOKIE_NAME = 'cardscan_login';
 
@@ -42,7 +43,10 @@ export interface LocalStack {
   /** The demo page; its origin is the only one in the broker's CORS_ORIGINS. */
   demoUrl: string;
   pageConfig: DemoPageConfig;
+  /** The `patients` provider: its users keep bare ids (empty prefix), as with one provider. */
   idp: IdentityProvider;
+  /** The `staff` provider: its users' ids start with `staff:`. */
+  staffIdp: IdentityProvider;
   cardscan: CardscanStandIn;
   /** The CertiScan stand-in's API base. */
   certiscanUrl: string;
@@ -56,21 +60,24 @@ export interface LocalStack {
 }
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
-  const { CORS_ORIGINS: extraOrigins, ...env } = options.env ?? {};
-  const audience = env.AUTH_AUDIENCE?.trim() || LOCAL_AUDIENCE;
+  const { CORS_ORIGINS: extraOrigins, AUTH_AUDIENCE: audienceSetting, ...env } = options.env ?? {};
+  // AUTH_AUDIENCE, as a developer knows it, is the patients provider's audience here.
+  const audience = audienceSetting?.trim() || LOCAL_AUDIENCE;
   const idp = await startIdentityProvider({ audience: audience.split(',')[0]?.trim() });
+  const staffIdp = await startIdentityProvider({ audience: STAFF_AUDIENCE });
   const cardscan = await startCardscanStandIn({ apiKey: CARDSCAN_KEY });
   const certiscan = await startCertiscanStandIn({ authToken: CERTISCAN_TOKEN });
   const admin = createAdminKey('local-ops');
   const pageConfig: DemoPageConfig = {
     brokerUrl: '',
     identityProviderUrl: idp.issuer,
+    staffIdentityProviderUrl: staffIdp.issuer,
     cookieName: LOCAL_COOKIE_NAME,
   };
   // First the page's server, because its origin goes into the broker's CORS_ORIGINS.
   const demo = await startDemoServer({ pageConfig: () => pageConfig, port: options.demoPort });
 
-  const standIns = [demo, idp, cardscan, certiscan];
+  const standIns = [demo, idp, staffIdp, cardscan, certiscan];
   let config: Config;
   try {
     ({ config } = loadConfig({
@@ -78,8 +85,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       HOST: '127.0.0.1',
       CARDSCAN_API_KEY: CARDSCAN_KEY,
       CARDSCAN_BASE_URL: cardscan.baseUrl,
-      AUTH_ISSUER: idp.issuer,
-      AUTH_AUDIENCE: audience,
+      // Two identity providers, as a deployment with a patient app and a clinician app has them.
+      AUTH_PROVIDERS: 'patients,staff',
+      AUTH_PATIENTS_ISSUER: idp.issuer,
+      AUTH_PATIENTS_AUDIENCE: audience,
+      AUTH_PATIENTS_USER_ID_PREFIX: '',
+      AUTH_STAFF_ISSUER: staffIdp.issuer,
+      AUTH_STAFF_AUDIENCE: STAFF_AUDIENCE,
       AUTH_COOKIE_NAME: LOCAL_COOKIE_NAME,
       // The demo page must keep working whatever else a developer lets in.
       CORS_ORIGINS: [demo.origin, extraOrigins].filter(Boolean).join(','),
@@ -106,6 +118,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     demoUrl: `${demo.origin}/`,
     pageConfig,
     idp,
+    staffIdp,
     cardscan,
     certiscanUrl: certiscan.baseUrl,
     placeholders: { cardscanApiKey: CARDSCAN_KEY, certiscanAuthToken: CERTISCAN_TOKEN },

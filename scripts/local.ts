@@ -1,6 +1,6 @@
 /**
- * `npm run local`: the broker with built-in stand-ins for Cardscan, CertiScan and the identity
- * provider, and the demo page for web apps on its own origin, all on 127.0.0.1, so it runs with no
+ * `npm run local`: the broker with built-in stand-ins for Cardscan, CertiScan and two identity
+ * providers, and the demo page for web apps on its own origin, all on 127.0.0.1, so it runs with no
  * accounts. Prints what it started and ready-to-paste curl lines.
  */
 import { ConfigError } from '../src/config/config';
@@ -33,9 +33,14 @@ export function localOptions(env: Record<string, string | undefined>): LocalStac
 }
 
 /** What `npm run local` prints: every address, the placeholder credentials, the settings in force. */
-export function describeLocalStack(stack: LocalStack, userToken: string): string {
-  const { brokerUrl: url, idp, config } = stack;
-  const [audience = ''] = config.auth.audience;
+export function describeLocalStack(
+  stack: LocalStack,
+  userToken: string,
+  staffToken: string,
+): string {
+  const { brokerUrl: url, idp, staffIdp, config } = stack;
+  const [patients, staff] = config.auth.providers ?? [];
+  const audience = patients?.audience ?? [];
   return [
     '',
     `cardscan-broker (local stand-ins) listening on ${url}`,
@@ -43,17 +48,21 @@ export function describeLocalStack(stack: LocalStack, userToken: string): string
     'Stand-ins on 127.0.0.1 (placeholder credentials, the same on every run, not secrets):',
     `  Cardscan            ${stack.cardscan.baseUrl}   CARDSCAN_API_KEY=${stack.placeholders.cardscanApiKey}`,
     `  CertiScan           ${stack.certiscanUrl}   CERTISCAN_AUTH_TOKEN=${stack.placeholders.certiscanAuthToken}`,
-    `  identity provider   ${idp.issuer}   (issuer; keys at ${idp.jwksUri})`,
+    'Identity providers (AUTH_PROVIDERS=patients,staff):',
+    `  patients            ${idp.issuer}   (issuer; keys at ${idp.jwksUri}; user ids as they are: patient-1)`,
+    `  staff               ${staffIdp.issuer}   (issuer; audience ${staff?.audience.join(',')}; user ids prefixed: staff:nurse-1)`,
     '',
     'Settings (set these variables before npm run local to change them):',
     `  CORS_ORIGINS=${config.cors.origins.join(',')}   (the demo page's origin is always included)`,
-    `  AUTH_AUDIENCE=${config.auth.audience.join(',')}   (the dev login mints tokens for ${audience})`,
+    `  AUTH_AUDIENCE=${audience.join(',')}   (the patients provider's; its dev login mints tokens for ${audience[0]})`,
     `  RATE_LIMIT_PER_MINUTE=${config.rateLimit.perMinute}   LOG_LEVEL=${config.logLevel}   PORT, DEMO_PORT`,
     '',
     `Demo page for web apps (its own origin): ${stack.demoUrl}`,
     '',
-    'A session for patient-1 (the login token is valid for 1 hour):',
+    'A session for patient-1 of the patients provider (the login token is valid for 1 hour):',
     `  curl -s -H 'Authorization: Bearer ${userToken}' ${url}/cardscan-session`,
+    'A session for nurse-1 of the staff provider:',
+    `  curl -s -H 'Authorization: Bearer ${staffToken}' ${url}/cardscan-session`,
     'A token for another user, or for another audience (the broker refuses one it does not expect):',
     `  curl -s -X POST ${idp.issuer}/dev/login -H 'Content-Type: application/json' -d '{"sub":"patient-2"}'`,
     `  curl -s -X POST ${idp.issuer}/dev/login -H 'Content-Type: application/json' -d '{"sub":"patient-2","aud":"other-app"}'`,
@@ -85,7 +94,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const userToken = stack.idp.sign({ sub: 'patient-1' }, { expiresIn: 3600 });
-  process.stdout.write(describeLocalStack(stack, userToken));
+  const staffToken = stack.staffIdp.sign({ sub: 'nurse-1' }, { expiresIn: 3600 });
+  process.stdout.write(describeLocalStack(stack, userToken, staffToken));
 
   const stop = async () => {
     await stack.close();

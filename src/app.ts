@@ -41,6 +41,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Why the broker cannot serve right now, or undefined when it can. */
   notReadyReason: () => string | undefined;
+  /** Several identity providers: the names of those that cannot verify logins now. */
+  unavailableProviders?: () => string[];
   /** The features this listener serves (session, admin), registered after the shared middleware. */
   routes: Routes[];
   /** Whether one of them is the admin routes, so /openapi.json describes them. Default false. */
@@ -102,6 +104,7 @@ export function createApp(deps: AppDeps): Express {
   opsRoutes({
     metrics,
     notReadyReason: deps.notReadyReason,
+    unavailableProviders: deps.unavailableProviders,
     adminRoutes: deps.adminRoutes,
     metricsRoute: deps.metricsRoute,
   })(app);

@@ -13,7 +13,7 @@ import { createMetrics, type Metrics } from './observability/metrics';
 import { startTracing, type Tracing } from './observability/tracing';
 import { createUserRateLimit } from './limits/rate-limit';
 import { createRedisRateLimitStore } from './limits/redis-store';
-import { createSigningKeyStore, type SigningKeyStore } from './auth/signing-keys';
+import { createProviders, type Providers } from './auth/providers';
 import { adminRoutes } from './routes/admin';
 import { sessionRoutes } from './routes/session';
 import { createCardscanClient } from './upstream/cardscan';
@@ -35,7 +35,8 @@ export interface Broker {
    * `timeoutMs` (default 1000); call after the listeners stopped.
    */
   close(timeoutMs?: number): Promise<void>;
-  keys: SigningKeyStore;
+  /** Every provider's signing keys: warmUp fetches them all, hasKeys is true while one can verify. */
+  keys: Pick<Providers, 'warmUp' | 'hasKeys'>;
   metrics: Metrics;
   /** Turns /readyz to 503 for the drain; requests are still served. */
   startDraining(): void;
@@ -106,12 +107,12 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
   const credentials = createCredentials(config, metrics);
   const credentialWatcher = createCredentialWatcher(config, credentials, { logger, metrics });
-  const keys = createSigningKeyStore(config.auth.keys, {
+  const providers = createProviders(config.auth, {
     fetchTimeoutMs: config.upstream.timeoutMs,
     logger,
     now: options.now,
   });
-  metrics.watchSigningKeys(() => keys.hasKeys());
+  metrics.watchSigningKeys(() => providers.hasKeys());
   const cardscan = createCardscanClient(
     createUpstreamClient({
       name: 'cardscan',
@@ -133,17 +134,34 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
   let draining = false;
   const notReadyReason = (): string | undefined => {
     if (draining) return 'shutting down';
-    if (!keys.hasKeys()) {
-      // The probe retries the fetch (at most once per 30 s): a replica that started during an
-      // identity-provider outage gets no traffic to trigger it and would never become ready.
-      void keys.warmUp();
-      return 'no signing keys fetched yet';
+    if (providers.single) {
+      const { keys } = providers.single;
+      if (!keys.hasKeys()) {
+        // The probe retries the fetch (at most once per 30 s): a replica that started during an
+        // identity-provider outage gets no traffic to trigger it and would never become ready.
+        void keys.warmUp();
+        return 'no signing keys fetched yet';
+      }
+      return undefined;
     }
-    return undefined;
+    const unavailable = providers.unavailable();
+    // One provider's outage must not take the others' users off this replica.
+    return unavailable.length === providers.all.length
+      ? `no identity provider can verify logins yet: ${unavailable.join(', ')}`
+      : undefined;
   };
+  // Several providers: /readyz names those that cannot verify while the others keep it ready.
+  const unavailableProviders = providers.single ? undefined : () => providers.unavailable();
 
   const session = sessionRoutes({
-    authenticate: createAuthenticator(config.auth, keys, config.cors.origins).authenticate,
+    authenticate: createAuthenticator({
+      cookieName: config.auth.cookieName,
+      allowedOrigins: config.cors.origins,
+      maxTokenAgeSeconds: config.auth.maxTokenAgeSeconds,
+      providers,
+      logger,
+      metrics,
+    }).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,
       store: redis?.store,
@@ -162,6 +180,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
     logger,
     metrics,
     notReadyReason,
+    unavailableProviders,
     routes: adminOnPublic ? [session, admin.routes] : [session],
     adminRoutes: adminOnPublic,
     // Ops data (Node version, routes, breaker states) stays off the public port when there is another.
@@ -178,6 +197,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       logger,
       metrics,
       notReadyReason,
+      unavailableProviders,
       routes: [admin.routes],
       adminRoutes: true,
       tracing,
@@ -199,7 +219,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       admin?.certiscan.close();
       await Promise.all([redis?.close(), tracing?.shutdown(timeoutMs)]);
     },
-    keys,
+    keys: providers,
     metrics,
     startDraining: () => {
       draining = true;

@@ -96,9 +96,14 @@ interface LoggedRequest {
   async function logIn(
     page: Page,
     sub: string,
-    options: { auth?: 'bearer' | 'cookie'; expired?: boolean } = {},
+    options: {
+      auth?: 'bearer' | 'cookie';
+      expired?: boolean;
+      provider?: 'patients' | 'staff';
+    } = {},
   ): Promise<void> {
     const auth = options.auth ?? 'bearer';
+    await page.selectOption('#provider', options.provider ?? 'patients');
     await page.fill('#sub', sub);
     await page.selectOption('#lifetime', options.expired ? '-120' : '3600');
     await page.check(`input[name="auth"][value="${auth}"]`);
@@ -162,6 +167,19 @@ interface LoggedRequest {
     const screenshot = path.join(ARTIFACTS, 'demo-session-ok.png');
     await page.screenshot({ path: screenshot, fullPage: true });
     expect((await stat(screenshot)).size).toBeGreaterThan(1000);
+  });
+
+  test('when the page logs in through the staff provider, then the session is for the staff user id, apart from a patient of the same name', async () => {
+    const page = await openPage();
+    await logIn(page, 'browser-twin', { provider: 'staff' });
+    const staff = await callBroker(page, 'GET');
+    expect(staff.state).toBe('ok');
+    expect(staff.fields.identity_id).toBe(identityIdFor('staff:browser-twin'));
+    await logIn(page, 'browser-twin', { provider: 'patients' });
+    const patient = await callBroker(page, 'GET');
+    expect(patient.fields.identity_id).toBe(identityIdFor('browser-twin'));
+    expect(cardscanCallsFor('staff:browser-twin')).toBe(1);
+    expect(cardscanCallsFor('browser-twin')).toBe(1);
   });
 
   test('when the same page is served from an origin not in CORS_ORIGINS, then the browser blocks both variants and Cardscan is never called', async () => {

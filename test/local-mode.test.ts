@@ -82,17 +82,19 @@ describe('npm run local with the variables a developer sets', () => {
   });
 
   test('when local mode starts, then it prints the stand-ins, their placeholder credentials and the settings in force', () => {
-    const text = describeLocalStack(stack, 'the-user-token');
+    const text = describeLocalStack(stack, 'the-user-token', 'the-staff-token');
     expect(text).toContain(stack.brokerUrl);
     expect(text).toContain(stack.demoUrl);
     expect(text).toContain(`${stack.cardscan.baseUrl}   CARDSCAN_API_KEY=secret_test_local_`);
     expect(text).toContain(`${stack.certiscanUrl}   CERTISCAN_AUTH_TOKEN=secret_test_local_`);
     expect(text).toContain(stack.idp.issuer);
+    expect(text).toContain(stack.staffIdp.issuer);
     expect(text).toContain(`CORS_ORIGINS=${new URL(stack.demoUrl).origin},${DEV_ORIGIN}`);
     expect(text).toContain('AUTH_AUDIENCE=my-app');
     expect(text).toContain('RATE_LIMIT_PER_MINUTE=2');
     expect(text).toContain(`export BROKER=${stack.brokerUrl} ADMIN_KEY=${stack.adminKey}`);
     expect(text).toContain("-H 'Authorization: Bearer the-user-token'");
+    expect(text).toContain("-H 'Authorization: Bearer the-staff-token'");
   });
 });
 

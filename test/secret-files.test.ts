@@ -78,7 +78,8 @@ describe('secrets given as files', () => {
 
   test('when both X and X_FILE are set, then that is one problem naming both, for every secret variable', () => {
     const content = file('both', 'secret_test_never_printed_both_0123456789abcdef');
-    for (const variable of SECRET_VARIABLES) {
+    // The AUTH_<N>_JWT_SECRET family has its own test below.
+    for (const variable of SECRET_VARIABLES.filter((name) => !name.includes('<N>'))) {
       const env = {
         CARDSCAN_API_KEY: KEY,
         AUTH_JWT_SECRET: HMAC,

@@ -2,9 +2,10 @@ import { createHmac } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { expressjwt, UnauthorizedError as JwtLibraryError } from 'express-jwt';
 import jwt, { type JwtPayload } from 'jsonwebtoken';
-import type { AuthConfig } from '../config/config';
-import { AppError, AuthenticationError } from '../errors';
-import type { SigningKeyStore } from './signing-keys';
+import { AppError, AuthenticationError, ForbiddenError, ServiceUnavailableError } from '../errors';
+import type { Logger } from '../observability/logger';
+import type { LoginRefusal, Metrics } from '../observability/metrics';
+import type { Provider, Providers } from './providers';
 import { checkCookieRequest } from './cookie-rules';
 import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
 import { checkEmailVerified, checkUserIdForm } from './user-id';
@@ -84,20 +85,155 @@ function tokenFrom(
   return token;
 }
 
-/** jsonwebtoken's own messages may echo expected values; callers get a fixed sentence instead. */
-function explain(error: unknown): string {
-  if (error instanceof jwt.TokenExpiredError) return 'the token has expired';
-  if (error instanceof jwt.NotBeforeError) return 'the token is not valid yet';
+/** The `provider` label of a refusal before any provider was chosen (no token, unknown issuer). */
+const UNKNOWN_PROVIDER = 'unknown';
+
+/** Why a login was refused, for the metrics; set where the broker itself refuses. */
+const REFUSALS = new WeakMap<Error, LoginRefusal>();
+
+function refused<E extends Error>(reason: LoginRefusal, error: E): E {
+  REFUSALS.set(error, reason);
+  return error;
+}
+
+/** The refusal reason of an error that was not tagged where it was thrown. */
+function reasonOf(error: AppError): LoginRefusal {
+  const tagged = REFUSALS.get(error);
+  if (tagged) return tagged;
+  if (error instanceof ServiceUnavailableError) return 'keys_unavailable';
+  if (error instanceof ForbiddenError) return 'forbidden';
+  if (error instanceof AuthenticationError && error.bearerError === 'invalid_request') {
+    return 'no_token';
+  }
+  return 'invalid_token';
+}
+
+const expectedList = (values: readonly string[]) => values.join(', ');
+
+/**
+ * jsonwebtoken's own messages may echo expected values; callers get a fixed sentence instead,
+ * naming the expected issuer or audience, which is configuration and not a secret.
+ */
+function explain(
+  error: unknown,
+  provider: Provider | undefined,
+): { detail: string; reason: LoginRefusal } {
+  if (error instanceof jwt.TokenExpiredError) {
+    return { detail: 'the token has expired', reason: 'expired' };
+  }
+  if (error instanceof jwt.NotBeforeError) {
+    return { detail: 'the token is not valid yet', reason: 'not_yet_valid' };
+  }
   const message = error instanceof Error ? error.message : '';
-  if (message.startsWith('jwt audience invalid'))
-    return 'the token is not meant for this service (audience)';
-  if (message.startsWith('jwt issuer invalid'))
-    return 'the token comes from an issuer that is not accepted';
-  if (message === 'invalid algorithm')
-    return 'the token is signed with an algorithm that is not accepted';
-  if (message === 'invalid signature') return 'the token signature is invalid';
-  if (message.includes('malformed') || message === 'invalid token') return 'the token is malformed';
-  return 'the token is invalid';
+  if (message.startsWith('jwt audience invalid')) {
+    return {
+      detail: provider
+        ? audienceDetail(provider)
+        : 'the token is not meant for this service (audience)',
+      reason: 'audience',
+    };
+  }
+  if (message.startsWith('jwt issuer invalid')) {
+    return {
+      detail: `the token comes from an issuer that is not accepted (expected ${provider?.issuer ?? 'another'})`,
+      reason: 'issuer',
+    };
+  }
+  if (message === 'invalid algorithm') {
+    return {
+      detail: 'the token is signed with an algorithm that is not accepted',
+      reason: 'algorithm',
+    };
+  }
+  if (message === 'invalid signature') {
+    return { detail: 'the token signature is invalid', reason: 'signature' };
+  }
+  if (message.includes('malformed') || message === 'invalid token') {
+    return { detail: 'the token is malformed', reason: 'malformed' };
+  }
+  return { detail: 'the token is invalid', reason: 'invalid_token' };
+}
+
+function audienceDetail(provider: Provider): string {
+  return `the token is not meant for this service (audience; expected ${provider.audienceClaim} to hold one of: ${expectedList(provider.audience)})`;
+}
+
+/** A claim value as it may appear in a log line: short, and never more than a value. */
+function forLog(value: unknown): string {
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? 'absent');
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+/** `aud` (or the configured claim) holds one accepted value, as a string or in an array. */
+function checkAudience(provider: Provider, payload: JwtPayload): void {
+  const value: unknown = payload[provider.audienceClaim];
+  const values: unknown[] = Array.isArray(value) ? value : [value];
+  if (!values.some((each) => typeof each === 'string' && provider.audience.includes(each))) {
+    throw refused('audience', new AuthenticationError(audienceDetail(provider), 'invalid_token'));
+  }
+}
+
+/** `scope` is a space-separated string; `scp` a string (Entra ID) or an array (Okta). */
+function grantedScopes(payload: JwtPayload): Set<string> {
+  const granted = new Set<string>();
+  for (const value of [payload.scope, payload.scp]) {
+    const items: unknown[] = Array.isArray(value) ? value : [value];
+    for (const item of items) {
+      if (typeof item === 'string') for (const scope of item.split(' ')) granted.add(scope);
+    }
+  }
+  return granted;
+}
+
+function checkScopes(provider: Provider, payload: JwtPayload): void {
+  const granted = grantedScopes(payload);
+  const missing = provider.requiredScopes.filter((scope) => !granted.has(scope));
+  if (missing.length === 0) return;
+  const error = new ForbiddenError(
+    `the token does not grant the scope this service requires: ${missing.join(' ')}`,
+  );
+  // RFC 6750 §3.1: the scope the client must ask its provider for.
+  error.headers['WWW-Authenticate'] =
+    `Bearer error="insufficient_scope", scope="${provider.requiredScopes.join(' ')}"`;
+  throw refused('scope', error);
+}
+
+/** The Cardscan user_id for a verified payload of this provider: the one place it is derived. */
+export function userIdFrom(provider: Provider, payload: JwtPayload): string {
+  const claim: unknown = payload[provider.userIdClaim];
+  if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_USER_ID_LENGTH) {
+    throw refused(
+      'claims',
+      new AuthenticationError(
+        `the token's ${provider.userIdClaim} claim must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`,
+        'invalid_token',
+      ),
+    );
+  }
+  checkUserIdForm(claim, provider.userIdClaim);
+  checkEmailVerified(payload, provider.userIdClaim);
+  if (provider.userIdHashSecret) {
+    // Issuer and claim together, unambiguously joined: the same sub at two issuers stays two users.
+    return createHmac('sha256', provider.userIdHashSecret)
+      .update(JSON.stringify([payload.iss ?? '', claim]))
+      .digest('hex');
+  }
+  if (provider.userIdPrefix) return provider.userIdPrefix + claim;
+  // The prefix keeps the same sub of two providers two Cardscan users. Without one (kept for the
+  // users of a deployment that had one provider), a claim must not look like another's user id.
+  if (
+    provider.foreignPrefixes.length > 0 &&
+    provider.foreignPrefixes.some((prefix) => claim.startsWith(prefix))
+  ) {
+    throw refused(
+      'claims',
+      new AuthenticationError(
+        `the token's ${provider.userIdClaim} claim starts like a user id of another identity provider`,
+        'invalid_token',
+      ),
+    );
+  }
+  return claim;
 }
 
 export interface Authenticator {
@@ -106,6 +242,9 @@ export interface Authenticator {
 }
 
 const USER_ID = Symbol('userId');
+/** The provider chosen for the request's token by its `iss` (several providers only). */
+const PROVIDER = Symbol('provider');
+type WithProvider = Request & { [PROVIDER]?: Provider };
 
 /** The Cardscan user_id of the verified caller. Only valid after `authenticate` ran. */
 export function userIdOf(res: Response): string {
@@ -114,68 +253,156 @@ export function userIdOf(res: Response): string {
   return userId;
 }
 
-/** `allowedOrigins`: CORS_ORIGINS, the pages whose fetch may carry a cookie login. */
-export function createAuthenticator(
-  config: AuthConfig,
-  keys: SigningKeyStore,
-  allowedOrigins: readonly string[],
-): Authenticator {
-  const cookieOrigins: ReadonlySet<string> = new Set(allowedOrigins);
+export interface AuthenticatorDeps {
+  cookieName?: string;
+  /** CORS_ORIGINS: the pages whose fetch may carry a cookie login. */
+  allowedOrigins: readonly string[];
+  /** AUTH_MAX_TOKEN_AGE, for every provider. */
+  maxTokenAgeSeconds?: number;
+  providers: Providers;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
+  const { cookieName, providers, logger, metrics } = deps;
+  const cookieOrigins: ReadonlySet<string> = new Set(deps.allowedOrigins);
   const timeRules: TimeRules = {
-    maxAgeSeconds: config.maxTokenAgeSeconds,
+    maxAgeSeconds: deps.maxTokenAgeSeconds,
     toleranceSeconds: CLOCK_TOLERANCE_SECONDS,
   };
+  const { single, byIssuer } = providers;
+  const expectedIssuers = expectedList([...byIssuer.keys()]);
+  // Bound once: counting an accepted login is then one increment, not a label lookup.
+  const countAccepted = new Map(
+    providers.all.map((provider) => [provider, metrics.acceptedLogins(provider.name)]),
+  );
+
+  /** Several providers: the token's `iss` chooses one, before any key is looked up. */
+  function providerOf(req: WithProvider, payload: JwtPayload): Provider {
+    const iss: unknown = payload.iss;
+    const provider = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
+    if (!provider) {
+      logger.warn(
+        { expected_issuers: [...byIssuer.keys()], received_issuer: forLog(iss) },
+        'login refused: the token comes from no configured provider',
+      );
+      throw refused(
+        'unknown_issuer',
+        new AuthenticationError(
+          `the token comes from an issuer that is not accepted (expected one of: ${expectedIssuers})`,
+          'invalid_token',
+        ),
+      );
+    }
+    req[PROVIDER] = provider;
+    return provider;
+  }
+
   const verifier = expressjwt({
-    algorithms: config.algorithms,
-    issuer: config.issuer,
-    audience: config.audience.length > 0 ? (config.audience as [string, ...string[]]) : undefined,
+    algorithms: single ? [...single.algorithms] : providers.algorithms,
+    issuer: single?.issuer,
+    audience:
+      single && !single.checksAudience && single.audience.length > 0
+        ? (single.audience as [string, ...string[]])
+        : undefined,
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    getToken: (req) => tokenFrom(req, config.cookieName, cookieOrigins),
-    secret: async (_req, token) => {
+    getToken: (req) => tokenFrom(req, cookieName, cookieOrigins),
+    secret: async (req, token) => {
       if (!token || typeof token.payload !== 'object') {
-        throw new AuthenticationError('the token is malformed', 'invalid_token');
+        throw refused(
+          'malformed',
+          new AuthenticationError('the token is malformed', 'invalid_token'),
+        );
       }
-      // Checked before any key lookup, so a junk algorithm never triggers a JWKS fetch.
-      if (!(config.algorithms as string[]).includes(token.header.alg)) {
-        throw new AuthenticationError(explain(new Error('invalid algorithm')), 'invalid_token');
+      const provider = single ?? providerOf(req, token.payload);
+      // Checked before any key lookup, so a junk algorithm never triggers a JWKS fetch, and a
+      // token can never pick an algorithm its provider does not use (RFC 8725 §3.1).
+      if (!provider.algorithms.includes(token.header.alg as never)) {
+        throw refused(
+          'algorithm',
+          new AuthenticationError(
+            'the token is signed with an algorithm that is not accepted',
+            'invalid_token',
+          ),
+        );
       }
       checkCritical(token.header);
-      return keys.keyFor(token.header.kid, token.header.alg);
+      return provider.keys.keyFor(token.header.kid, token.header.alg);
     },
   });
 
-  function userIdFrom(payload: JwtPayload): string {
-    checkTimeClaims(payload, Date.now() / 1000, timeRules);
-    const claim: unknown = payload[config.userIdClaim];
-    if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_USER_ID_LENGTH) {
-      throw new AuthenticationError(
-        `the token's ${config.userIdClaim} claim must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`,
-        'invalid_token',
+  /** Logs what was expected and what arrived for an issuer or audience refusal; never the token. */
+  function logMismatch(req: Request, provider: Provider, reason: LoginRefusal): void {
+    let payload: JwtPayload | undefined;
+    try {
+      const decoded = jwt.decode(tokenFrom(req, cookieName, cookieOrigins), { json: true });
+      payload = decoded ?? undefined;
+    } catch {
+      payload = undefined;
+    }
+    if (reason === 'issuer') {
+      logger.warn(
+        {
+          provider: provider.name,
+          expected_issuer: provider.issuer,
+          received_issuer: forLog(payload?.iss),
+        },
+        'login refused: issuer not accepted',
+      );
+    } else {
+      logger.warn(
+        {
+          provider: provider.name,
+          audience_claim: provider.audienceClaim,
+          expected_audience: provider.audience,
+          received_audience: forLog(payload?.[provider.audienceClaim]),
+        },
+        'login refused: audience not accepted',
       );
     }
-    checkUserIdForm(claim, config.userIdClaim);
-    checkEmailVerified(payload, config.userIdClaim);
-    if (!config.userIdHashSecret) return claim;
-    // Issuer and claim together, unambiguously joined: the same sub at two issuers stays two users.
-    return createHmac('sha256', config.userIdHashSecret)
-      .update(JSON.stringify([payload.iss ?? '', claim]))
-      .digest('hex');
+  }
+
+  function refuse(req: WithProvider, error: AppError, next: (error: unknown) => void): void {
+    const provider = single ?? req[PROVIDER];
+    const reason = reasonOf(error);
+    if (provider && (reason === 'issuer' || reason === 'audience')) {
+      logMismatch(req, provider, reason);
+    }
+    metrics.countRefusedLogin(provider?.name ?? UNKNOWN_PROVIDER, reason);
+    next(error);
+  }
+
+  /** The checks after the signature: audience (when not jsonwebtoken's), scopes, user id. */
+  function accept(provider: Provider, payload: JwtPayload): string {
+    checkTimeClaims(payload, Date.now() / 1000, timeRules);
+    if (provider.checksAudience) checkAudience(provider, payload);
+    if (provider.requiredScopes.length > 0) checkScopes(provider, payload);
+    return userIdFrom(provider, payload);
   }
 
   const authenticate: RequestHandler = (req, res, next) => {
     void verifier(req, res, (error?: unknown) => {
-      if (error instanceof AppError) return next(error);
+      if (error instanceof AppError) return refuse(req, error, next);
+      const provider = single ?? (req as WithProvider)[PROVIDER];
       if (error instanceof JwtLibraryError) {
-        return next(
-          new AuthenticationError(explain(error.inner), 'invalid_token', { cause: error }),
+        const { detail, reason } = explain(error.inner, provider);
+        return refuse(
+          req,
+          refused(reason, new AuthenticationError(detail, 'invalid_token', { cause: error })),
+          next,
         );
       }
       if (error) return next(error);
       try {
         const payload = (req as Request & { auth: JwtPayload }).auth;
-        (res.locals as Record<symbol, string>)[USER_ID] = userIdFrom(payload);
+        // Set by the secret callback whenever verification succeeded.
+        const verifiedBy = provider as Provider;
+        (res.locals as Record<symbol, string>)[USER_ID] = accept(verifiedBy, payload);
+        countAccepted.get(verifiedBy)?.();
         next();
       } catch (failure) {
+        if (failure instanceof AppError) return refuse(req, failure, next);
         next(failure);
       }
     });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { cookieNameWarning } from '../auth/cookie-rules';
 import { userIdClaimWarning } from '../auth/user-id';
 import { resolveSecretFiles } from './secret-files';
+import { parseAuthProviders, PROVIDER_VARIABLES } from './auth-providers';
 
 /** JWT algorithms the broker can be told to accept. `none` is never one of them. */
 export const KEY_ALGORITHMS = [
@@ -32,20 +33,57 @@ export type KeySource =
   | { kind: 'jwks'; jwksUri: string }
   | { kind: 'discovery'; issuer: string };
 
-export interface AuthConfig {
+/** The one identity provider of the AUTH_ISSUER / AUTH_JWKS_URI / AUTH_JWT_SECRET variables. */
+export interface SingleProviderSettings {
   keys: KeySource;
   /** Required `iss`; always set in discovery mode, optional otherwise. */
   issuer?: string;
-  /** Accepted `aud` values; any one must match. Unchecked when empty. */
+  /** Accepted audiences; any one must match. Unchecked when empty. */
   audience: string[];
+  /** The claim that carries the audience (AUTH_AUDIENCE_CLAIM). Default `aud`. */
+  audienceClaim: string;
   algorithms: JwtAlgorithm[];
   /** Top-level claim that becomes the Cardscan user_id. Default `sub`. */
   userIdClaim: string;
+  /** Scopes that must all be granted (AUTH_REQUIRED_SCOPE). Default none. */
+  requiredScopes: string[];
+}
+
+/** One of the AUTH_PROVIDERS, configured by its AUTH_<N>_… variables. */
+export interface ProviderConfig {
+  /** Its name in AUTH_PROVIDERS; the `provider` label of its metrics. */
+  name: string;
+  keys: KeySource;
+  /** The exact `iss` of its tokens: how a token finds its provider. */
+  issuer: string;
+  /** Never empty: several providers without an audience would accept each other's apps. */
+  audience: string[];
+  audienceClaim: string;
+  algorithms: JwtAlgorithm[];
+  userIdClaim: string;
+  /** Put before the claim in user_id. Default `<name>:`; at most one provider has it empty. */
+  userIdPrefix: string;
+  requiredScopes: string[];
+}
+
+interface SharedAuthSettings {
   cookieName?: string;
   userIdHashSecret?: string;
   /** AUTH_MAX_TOKEN_AGE: tokens issued (iat) longer ago are refused. Unset: only exp counts. */
   maxTokenAgeSeconds?: number;
 }
+
+/** Single-provider mode: the variables of today, and no `providers`. */
+export interface SingleProviderAuth extends SingleProviderSettings, SharedAuthSettings {
+  providers?: undefined;
+}
+
+/** AUTH_PROVIDERS mode: the single-provider settings do not exist. */
+export type MultiProviderAuth = SharedAuthSettings & {
+  [K in keyof SingleProviderSettings]?: undefined;
+} & { providers: ProviderConfig[] };
+
+export type AuthConfig = SingleProviderAuth | MultiProviderAuth;
 
 export interface AdminKey {
   name: string;
@@ -131,7 +169,7 @@ function isLoopbackHost(hostname: string): boolean {
 }
 
 /** https://, or http:// to a loopback host (the stand-ins); never credentials in the URL. Kept as written. */
-const secureUrl = z.string().transform((value, ctx) => {
+export const secureUrl = z.string().transform((value, ctx) => {
   let url: URL;
   try {
     url = new URL(value);
@@ -171,13 +209,13 @@ const int = (min: number, max: number) =>
         .max(max, { message: `must be at most ${max}` }),
     );
 
-const list = (value: string) =>
+export const list = (value: string) =>
   value
     .split(',')
     .map((item) => item.trim())
     .filter(Boolean);
 
-const atLeastBytes = (bytes: number) =>
+export const atLeastBytes = (bytes: number) =>
   z.string().refine((value) => Buffer.byteLength(value, 'utf8') >= bytes, {
     message: `must be at least ${bytes} bytes`,
   });
@@ -298,6 +336,18 @@ const collectorUrl = z.string().refine(
 const otlpProtocol = z.enum(OTLP_PROTOCOLS, {
   message: `must be http/protobuf or http/json (grpc is not supported)`,
 });
+// Plain ASCII: the name is echoed in 401 answers and their WWW-Authenticate header.
+export const claimName = z.string().regex(/^[A-Za-z0-9_.:/-]{1,128}$/, {
+  message: 'must be 1 to 128 letters, digits or _ . : / -',
+});
+
+/** Space-separated scope tokens (RFC 6749 §3.3): they are echoed in WWW-Authenticate. */
+export const scopes = z
+  .string()
+  .transform((value) => value.split(' ').filter(Boolean))
+  .refine((values) => values.every((scope) => /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/.test(scope)), {
+    message: 'must be space-separated scopes of visible ASCII without " or \\',
+  });
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -318,13 +368,9 @@ const fields = z.object({
   AUTH_JWT_SECRET: atLeastBytes(32).optional(),
   AUTH_AUDIENCE: z.string().transform(list).optional(),
   AUTH_ALGORITHMS: z.string().transform(list).optional(),
-  // Plain ASCII: the name is echoed in 401 answers and their WWW-Authenticate header.
-  AUTH_USER_ID_CLAIM: z
-    .string()
-    .regex(/^[A-Za-z0-9_.:/-]{1,128}$/, {
-      message: 'must be 1 to 128 letters, digits or _ . : / -',
-    })
-    .default('sub'),
+  AUTH_AUDIENCE_CLAIM: claimName.default('aud'),
+  AUTH_USER_ID_CLAIM: claimName.default('sub'),
+  AUTH_REQUIRED_SCOPE: scopes.optional(),
   AUTH_COOKIE_NAME: z
     .string()
     .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { message: 'is not a valid cookie name' })
@@ -392,6 +438,7 @@ export const SECRET_VARIABLES = [
   'AUTH_JWT_SECRET',
   'USER_ID_HASH_SECRET',
   'REDIS_URL',
+  'AUTH_<N>_JWT_SECRET',
 ] as const;
 
 /**
@@ -413,6 +460,7 @@ export type RotatableVariable = (typeof ROTATABLE_VARIABLES)[number];
 export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(fields.shape),
   ...SECRET_VARIABLES.map((name) => `${name}_FILE`),
+  ...PROVIDER_VARIABLES,
 ];
 
 function keyKind(apiKey: string | undefined): 'test' | 'live' | undefined {
@@ -430,7 +478,7 @@ function hostnameOf(url: string | undefined): string | undefined {
 }
 
 /** Rules that tie several variables together; they read the raw values, so they run even when a field failed. */
-function crossChecks(env: Record<string, string>): string[] {
+function crossChecks(env: Record<string, string>, multiProvider: boolean): string[] {
   const problems: string[] = [];
   const kind = keyKind(env.CARDSCAN_API_KEY);
   const host = hostnameOf(env.CARDSCAN_BASE_URL);
@@ -442,15 +490,20 @@ function crossChecks(env: Record<string, string>): string[] {
   }
 
   const { AUTH_ISSUER: issuer, AUTH_JWKS_URI: jwks, AUTH_JWT_SECRET: secret } = env;
-  if (!issuer && !jwks && !secret) {
+  // With AUTH_PROVIDERS, auth-providers.ts reports every single-provider variable set beside it.
+  if (!multiProvider && !issuer && !jwks && !secret) {
     problems.push('AUTH_ISSUER: set exactly one of AUTH_ISSUER, AUTH_JWKS_URI, AUTH_JWT_SECRET');
-  } else if (secret && (issuer || jwks)) {
+  } else if (!multiProvider && secret && (issuer || jwks)) {
     problems.push(
       'AUTH_JWT_SECRET: cannot be combined with AUTH_ISSUER or AUTH_JWKS_URI; choose one way to verify tokens',
     );
   }
 
-  if (env.AUTH_ALGORITHMS !== undefined) {
+  if (env.AUTH_AUDIENCE_CLAIM && env.AUTH_AUDIENCE_CLAIM !== 'aud' && !env.AUTH_AUDIENCE) {
+    problems.push('AUTH_AUDIENCE_CLAIM: needs AUTH_AUDIENCE, the values that claim must hold');
+  }
+
+  if (env.AUTH_ALGORITHMS !== undefined && !multiProvider) {
     const allowed: readonly string[] = secret ? HMAC_ALGORITHMS : KEY_ALGORITHMS;
     const refused = list(env.AUTH_ALGORITHMS).filter((alg) => !allowed.includes(alg));
     if (refused.length > 0 || list(env.AUTH_ALGORITHMS).length === 0) {
@@ -508,12 +561,7 @@ function tracingOf(f: Fields): TracingConfig | undefined {
   };
 }
 
-function build(
-  f: Fields,
-  proxyFromEnvironment: boolean,
-  credentialFiles: Record<string, string>,
-): Config {
-  const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
+function singleProviderAuth(f: Fields): SingleProviderAuth {
   const keys: KeySource = f.AUTH_JWT_SECRET
     ? { kind: 'secret', secret: f.AUTH_JWT_SECRET }
     : f.AUTH_JWKS_URI
@@ -521,7 +569,27 @@ function build(
       : { kind: 'discovery', issuer: f.AUTH_ISSUER ?? '' };
   const defaultAlgorithms: JwtAlgorithm[] =
     keys.kind === 'secret' ? ['HS256'] : ['RS256', 'ES256', 'PS256'];
+  return {
+    keys,
+    issuer: f.AUTH_ISSUER,
+    audience: f.AUTH_AUDIENCE ?? [],
+    audienceClaim: f.AUTH_AUDIENCE_CLAIM,
+    algorithms: (f.AUTH_ALGORITHMS as JwtAlgorithm[] | undefined) ?? defaultAlgorithms,
+    userIdClaim: f.AUTH_USER_ID_CLAIM,
+    requiredScopes: f.AUTH_REQUIRED_SCOPE ?? [],
+    cookieName: f.AUTH_COOKIE_NAME,
+    userIdHashSecret: f.USER_ID_HASH_SECRET,
+    maxTokenAgeSeconds: f.AUTH_MAX_TOKEN_AGE,
+  };
+}
 
+function build(
+  f: Fields,
+  providers: ProviderConfig[] | undefined,
+  proxyFromEnvironment: boolean,
+  credentialFiles: Record<string, string>,
+): Config {
+  const keyKindValue = keyKind(f.CARDSCAN_API_KEY) ?? 'test';
   return {
     production: f.NODE_ENV === 'production',
     logLevel: f.LOG_LEVEL,
@@ -539,16 +607,14 @@ function build(
       baseUrl:
         f.CARDSCAN_BASE_URL ?? (keyKindValue === 'live' ? CARDSCAN_LIVE_URL : CARDSCAN_SANDBOX_URL),
     },
-    auth: {
-      keys,
-      issuer: f.AUTH_ISSUER,
-      audience: f.AUTH_AUDIENCE ?? [],
-      algorithms: (f.AUTH_ALGORITHMS as JwtAlgorithm[] | undefined) ?? defaultAlgorithms,
-      userIdClaim: f.AUTH_USER_ID_CLAIM,
-      cookieName: f.AUTH_COOKIE_NAME,
-      userIdHashSecret: f.USER_ID_HASH_SECRET,
-      maxTokenAgeSeconds: f.AUTH_MAX_TOKEN_AGE,
-    },
+    auth: providers
+      ? {
+          providers,
+          cookieName: f.AUTH_COOKIE_NAME,
+          userIdHashSecret: f.USER_ID_HASH_SECRET,
+          maxTokenAgeSeconds: f.AUTH_MAX_TOKEN_AGE,
+        }
+      : singleProviderAuth(f),
     cors: { origins: f.CORS_ORIGINS },
     admin: f.ADMIN_API_KEYS ? { keys: f.ADMIN_API_KEYS, port: f.ADMIN_PORT } : undefined,
     certiscan: { baseUrl: f.CERTISCAN_BASE_URL, authToken: f.CERTISCAN_AUTH_TOKEN },
@@ -605,7 +671,10 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
       problems.push(`${variable}: ${issue.message}${from}`);
     }
   }
-  problems.push(...crossChecks(env));
+  // Read from the resolved environment: a provider's secret may come from AUTH_<N>_JWT_SECRET_FILE.
+  const { providers, problems: providerProblems } = parseAuthProviders(secrets.env);
+  problems.push(...providerProblems);
+  problems.push(...crossChecks(env, providers !== undefined));
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError([...new Set(problems)]);
   }
@@ -613,20 +682,28 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
   const proxyFromEnvironment = Object.keys(rawEnv).some(
     (name) => PROXY_VARIABLES.has(name.toLowerCase()) && Boolean(rawEnv[name]),
   );
-  const config = build(parsed.data, proxyFromEnvironment, secrets.files);
+  const config = build(parsed.data, providers, proxyFromEnvironment, secrets.files);
   const warnings: string[] = [];
-  if (config.auth.audience.length === 0) {
+  if (config.auth.audience?.length === 0) {
     warnings.push(
       'AUTH_AUDIENCE is not set: tokens minted for any other application of the same identity provider (or signed with the same secret) are accepted. Set it to the audience your app requests.',
     );
   }
-  if (config.auth.keys.kind === 'jwks' && !config.auth.issuer) {
+  if (config.auth.keys?.kind === 'jwks' && !config.auth.issuer) {
     warnings.push(
       'AUTH_JWKS_URI without AUTH_ISSUER: tokens of every issuer that shares those keys (e.g. other tenants of a multi-tenant provider) are accepted. Set AUTH_ISSUER.',
     );
   }
-  const claimWarning = userIdClaimWarning('AUTH_USER_ID_CLAIM', config.auth.userIdClaim);
-  if (claimWarning) warnings.push(claimWarning);
+  const userIdClaims: [variable: string, claim: string][] = config.auth.providers
+    ? config.auth.providers.map((p) => [
+        `AUTH_${p.name.toUpperCase()}_USER_ID_CLAIM`,
+        p.userIdClaim,
+      ])
+    : [['AUTH_USER_ID_CLAIM', config.auth.userIdClaim]];
+  for (const [variable, claim] of userIdClaims) {
+    const claimWarning = userIdClaimWarning(variable, claim);
+    if (claimWarning) warnings.push(claimWarning);
+  }
   const cookieWarning =
     config.auth.cookieName && cookieNameWarning('AUTH_COOKIE_NAME', config.auth.cookieName);
   if (cookieWarning) warnings.push(cookieWarning);

@@ -12,6 +12,23 @@ export type UpstreamOutcome =
   | 'unreachable'
   | 'circuit-open';
 
+/** Why a login was refused; a small fixed set, so it is safe as a label. */
+export type LoginRefusal =
+  | 'no_token'
+  | 'forbidden'
+  | 'malformed'
+  | 'unknown_issuer'
+  | 'issuer'
+  | 'audience'
+  | 'algorithm'
+  | 'signature'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'claims'
+  | 'scope'
+  | 'keys_unavailable'
+  | 'invalid_token';
+
 export type CircuitState = 'closed' | 'open' | 'half-open';
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half-open'];
 
@@ -33,6 +50,10 @@ export interface Metrics {
   countCredentialReload(variable: string, outcome: CredentialReloadOutcome, by?: number): void;
   /** When the credential in use was loaded, in ms since the epoch. */
   setCredentialLoaded(variable: string, atMs: number): void;
+  /** The counter of one provider's accepted logins, bound once at start. */
+  acceptedLogins(provider: string): () => void;
+  /** A login refused, by provider (`unknown` before one was chosen) and reason; never a user id. */
+  countRefusedLogin(provider: string, reason: LoginRefusal): void;
 }
 
 export type CredentialReloadOutcome = 'applied' | 'refused';
@@ -93,6 +114,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     labelNames: ['variable'] as const,
     registers: [registry],
   });
+  const loginsAccepted = new Counter({
+    name: 'auth_logins_accepted_total',
+    help: 'End-user logins accepted, by identity provider (default in single-provider mode)',
+    labelNames: ['provider'] as const,
+    registers: [registry],
+  });
+  const loginsRefused = new Counter({
+    name: 'auth_logins_refused_total',
+    help: 'End-user logins refused, by identity provider (unknown before one was chosen) and reason',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [registry],
+  });
 
   const httpMiddleware: RequestHandler = (req, res, next) => {
     const start = process.hrtime.bigint();
@@ -126,6 +159,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     setCredentialLoaded(variable, atMs) {
       credentialLoaded.set({ variable }, atMs / 1000);
+    },
+    acceptedLogins(provider) {
+      const child = loginsAccepted.labels({ provider });
+      // Present at 0 from the start, so a rate() over a provider nobody used yet is 0, not absent.
+      child.inc(0);
+      return () => child.inc();
+    },
+    countRefusedLogin(provider, reason) {
+      loginsRefused.inc({ provider, reason });
     },
   };
 }

@@ -7,6 +7,8 @@ export interface OpsRouteDeps {
   metrics: Metrics;
   /** Why the broker cannot serve right now, or undefined when it can. */
   notReadyReason: () => string | undefined;
+  /** Several identity providers: the names of those that cannot verify logins now. */
+  unavailableProviders?: () => string[];
   /** Whether this listener serves the admin routes, so /openapi.json describes them. Default false. */
   adminRoutes?: boolean;
   /**
@@ -26,7 +28,14 @@ export function opsRoutes(deps: OpsRouteDeps): Routes {
     router.get('/readyz', (_req, res) => {
       const reason = deps.notReadyReason();
       if (reason) throw new ServiceUnavailableError(`not ready: ${reason}`, 5);
-      res.set('Cache-Control', 'no-store').json({ status: 'ready' });
+      const unavailable = deps.unavailableProviders?.() ?? [];
+      res
+        .set('Cache-Control', 'no-store')
+        .json(
+          unavailable.length > 0
+            ? { status: 'ready', unavailable_providers: unavailable }
+            : { status: 'ready' },
+        );
     });
     if (metricsRoute) {
       router.get('/metrics', async (_req, res) => {

@@ -8,6 +8,7 @@ export const TARGET_NAMES = [
   'broker-hs256',
   'broker-rs256',
   'broker-traced',
+  'broker-2idp',
 ] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 

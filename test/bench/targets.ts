@@ -186,5 +186,21 @@ export async function startTarget(
         answerKey: 'session',
         requests: brokerRequests(context.rsTokens),
       };
+    case 'broker-2idp':
+      // broker-rs256's tokens, with the provider chosen by issuer among two (AUTH_PROVIDERS).
+      return {
+        served: await broker({
+          AUTH_AUDIENCE: '',
+          AUTH_PROVIDERS: 'patients,staff',
+          AUTH_PATIENTS_ISSUER: context.idp.issuer,
+          AUTH_PATIENTS_JWKS_URI: context.idp.jwksUri,
+          AUTH_PATIENTS_AUDIENCE: BENCH_AUDIENCE,
+          AUTH_STAFF_ISSUER: 'https://staff.bench.invalid',
+          AUTH_STAFF_JWT_SECRET: BENCH_HMAC_SECRET,
+          AUTH_STAFF_AUDIENCE: BENCH_AUDIENCE,
+        }),
+        answerKey: 'session',
+        requests: brokerRequests(context.rsTokens),
+      };
   }
 }

@@ -8,6 +8,8 @@ export interface SigningKey {
   kid: string;
   privateKey: KeyObject;
   publicKey: KeyObject;
+  /** The algorithm it signs with: RS256 (default) or ES256. */
+  alg?: 'RS256' | 'ES256';
 }
 
 export interface SignOptions {
@@ -38,9 +40,15 @@ export interface IdentityProvider {
   close(): Promise<void>;
 }
 
-export function createSigningKey(): SigningKey {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { kid: randomUUID(), privateKey, publicKey };
+export function createSigningKey(
+  alg: 'RS256' | 'ES256' = 'RS256',
+  kid: string = randomUUID(),
+): SigningKey {
+  const { privateKey, publicKey } =
+    alg === 'ES256'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { kid, privateKey, publicKey, alg };
 }
 
 /** A cookie name the dev login may set (RFC 6265 token characters). */
@@ -65,12 +73,22 @@ export async function startIdentityProvider(
      * providers variously do. Default ['RS256'].
      */
     jwkAlgs?: (string | undefined)[];
+    /**
+     * The issuer's path after the origin, as real providers have (`/auth/v1`, `/<tenant>/v2.0`,
+     * a trailing `/`). Discovery and the JWKS are served under it. Default none.
+     */
+    issuerPath?: string;
+    /** The first signing key's algorithm and kid (e.g. a kid another provider also uses). */
+    keyAlg?: 'RS256' | 'ES256';
+    kid?: string;
   } = {},
 ): Promise<IdentityProvider> {
-  let currentKey = createSigningKey();
+  let currentKey = createSigningKey(options.keyAlg, options.kid);
+  const base = (options.issuerPath ?? '').replace(/\/+$/, '');
   let down = false;
   let jwksFetches = 0;
   let issuer = '';
+  let origin = '';
 
   const sign = (claims: Record<string, unknown>, signOptions: SignOptions = {}): string => {
     const key = signOptions.key ?? currentKey;
@@ -85,7 +103,7 @@ export async function startIdentityProvider(
     if (audience !== undefined && payload.aud === undefined) payload.aud = audience;
     if (signOptions.notBefore !== undefined) payload.nbf = now + signOptions.notBefore;
     return jwt.sign(payload, key.privateKey, {
-      algorithm: 'RS256',
+      algorithm: key.alg ?? 'RS256',
       ...(signOptions.noKid ? {} : { keyid: key.kid }),
     });
   };
@@ -98,13 +116,13 @@ export async function startIdentityProvider(
   ) => {
     // A dev stand-in: any page may call it. A credentialed call (the cookie login) is only
     // readable when the page's exact origin is echoed with Allow-Credentials, never with `*`.
-    const origin = res.req.headers.origin;
+    const pageOrigin = res.req.headers.origin;
     res.writeHead(status, {
       'Content-Type': 'application/json',
       'Access-Control-Allow-Headers': 'Content-Type',
-      ...(origin
+      ...(pageOrigin
         ? {
-            'Access-Control-Allow-Origin': origin,
+            'Access-Control-Allow-Origin': pageOrigin,
             'Access-Control-Allow-Credentials': 'true',
             Vary: 'Origin',
           }
@@ -115,7 +133,8 @@ export async function startIdentityProvider(
   };
 
   const server = http.createServer(async (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://idp').pathname;
+    const fullPath = new URL(req.url ?? '/', 'http://idp').pathname;
+    const path = fullPath.startsWith(`${base}/`) ? fullPath.slice(base.length) : fullPath;
     if (req.method === 'OPTIONS') return json(res, 204, null);
     if ((path === '/dev/login' || path === '/dev/logout') && req.method === 'POST') {
       const chunks: Buffer[] = [];
@@ -157,18 +176,19 @@ export async function startIdentityProvider(
       return json(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn });
     }
     // Counted also while down: tests prove the broker does not hammer a failing provider.
-    if (path === '/jwks.json') jwksFetches += 1;
+    const jwksPath = path === '/jwks.json' || path === '/.well-known/jwks.json';
+    if (jwksPath) jwksFetches += 1;
     if (down) return json(res, 503, { error: 'temporarily_unavailable' });
     if (path === '/.well-known/openid-configuration') {
       return json(res, 200, {
         issuer,
-        jwks_uri: `${issuer}/jwks.json`,
-        id_token_signing_alg_values_supported: ['RS256'],
+        jwks_uri: `${origin}${base}/jwks.json`,
+        id_token_signing_alg_values_supported: [currentKey.alg ?? 'RS256'],
       });
     }
-    if (path === '/jwks.json') {
+    if (jwksPath) {
       const jwk = currentKey.publicKey.export({ format: 'jwk' });
-      const keys = (options.jwkAlgs ?? ['RS256']).map((alg) => ({
+      const keys = (options.jwkAlgs ?? [currentKey.alg ?? 'RS256']).map((alg) => ({
         ...jwk,
         kid: currentKey.kid,
         ...(alg === undefined ? {} : { alg }),
@@ -180,11 +200,12 @@ export async function startIdentityProvider(
   });
   server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
-  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  issuer = origin + (options.issuerPath ?? '');
 
   return {
     issuer,
-    jwksUri: `${issuer}/jwks.json`,
+    jwksUri: `${origin}${base}/jwks.json`,
     get currentKey() {
       return currentKey;
     },
