@@ -161,6 +161,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       providers,
       logger,
       metrics,
+      tracing,
     }).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,

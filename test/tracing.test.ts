@@ -175,6 +175,7 @@ describe('tracing on', () => {
         'http.route': '/cardscan-session',
         'http.response.status_code': 200,
         'url.scheme': 'http',
+        'cardscan_broker.provider': 'default',
       },
       resource: { 'service.name': 'cardscan-broker' },
     });

@@ -5,6 +5,7 @@ import jwt, { type JwtPayload } from 'jsonwebtoken';
 import { AppError, AuthenticationError, ForbiddenError, ServiceUnavailableError } from '../errors';
 import type { Logger } from '../observability/logger';
 import type { LoginRefusal, Metrics } from '../observability/metrics';
+import type { Tracing } from '../observability/tracing';
 import type { Provider, Providers } from './providers';
 import { checkCookieRequest } from './cookie-rules';
 import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
@@ -262,6 +263,8 @@ export interface AuthenticatorDeps {
   providers: Providers;
   logger: Logger;
   metrics: Metrics;
+  /** Present only when tracing is on: the request's span then names the provider. */
+  tracing?: Tracing;
 }
 
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
@@ -400,6 +403,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
         const verifiedBy = provider as Provider;
         (res.locals as Record<symbol, string>)[USER_ID] = accept(verifiedBy, payload);
         countAccepted.get(verifiedBy)?.();
+        deps.tracing?.annotate('provider', verifiedBy.name);
         next();
       } catch (failure) {
         if (failure instanceof AppError) return refuse(req, failure, next);
