@@ -246,3 +246,17 @@ describe('single-provider additions', () => {
     ]);
   });
 });
+
+describe('AUTH_PROVIDERS: start-up warnings', () => {
+  test('when a provider takes the user id from a claim other than sub or oid, then the warning names its variable', () => {
+    const { warnings } = loadConfig({
+      ...twoProviders,
+      AUTH_STAFF_USER_ID_CLAIM: 'email',
+      AUTH_PATIENTS_USER_ID_CLAIM: 'oid',
+    });
+    const claimWarnings = warnings.filter((line) => line.includes('_USER_ID_CLAIM='));
+    expect(claimWarnings).toHaveLength(1);
+    expect(claimWarnings[0]).toMatch(/^AUTH_STAFF_USER_ID_CLAIM=email: /);
+    expect(claimWarnings[0]).toContain('email_verified is true');
+  });
+});

@@ -402,6 +402,59 @@ describe('user ids', () => {
   });
 });
 
+describe('the security rules hold for every provider', () => {
+  test('when a provider takes the user id from email, then an unverified address is 401 and Cardscan is not called', async () => {
+    const two = await startTwoProviders({ env: { AUTH_STAFF_USER_ID_CLAIM: 'email' } });
+    try {
+      const { h, staff } = two;
+      const unverified = await session(
+        h,
+        staff.sign({ sub: 'a-9', email: 'victim@example.com', email_verified: false }),
+      );
+      expectUnauthorized(unverified, /email is not verified/);
+      const verified = await session(
+        h,
+        staff.sign({ sub: 'b-1', email: 'nurse@example.com', email_verified: true }),
+      );
+      expect(verified.status).toBe(200);
+      expect(h.cardscan.requests).toHaveLength(1);
+      expect(h.cardscan.userIdInToken(verified.body.session)).toBe('staff:nurse@example.com');
+    } finally {
+      await two.close();
+    }
+  });
+
+  test("when a provider's token holds a control character in sub, then 401 before any upstream call", async () => {
+    const two = await startTwoProviders();
+    try {
+      const { h, patients } = two;
+      expectUnauthorized(await session(h, patients.sign({ sub: 'a\u0000b' })), /control character/);
+      expect(h.cardscan.requests).toHaveLength(0);
+    } finally {
+      await two.close();
+    }
+  });
+
+  test('when AUTH_MAX_TOKEN_AGE is set, then it holds for every provider', async () => {
+    const two = await startTwoProviders({ env: { AUTH_MAX_TOKEN_AGE: '600' } });
+    try {
+      const { h, patients, staff } = two;
+      const hourAgo = Math.floor(Date.now() / 1000) - 3600;
+      expectUnauthorized(
+        await session(h, staff.sign({ sub: 'old-1', iat: hourAgo })),
+        /issued too long ago/,
+      );
+      expectUnauthorized(
+        await session(h, patients.sign({ sub: 'old-2', iat: hourAgo })),
+        /issued too long ago/,
+      );
+      expect((await session(h, patients.sign({ sub: 'new-1' }))).status).toBe(200);
+    } finally {
+      await two.close();
+    }
+  });
+});
+
 describe('single-provider mode: audience claim, scopes and metrics', () => {
   test('when AUTH_AUDIENCE_CLAIM=azp, then azp is checked instead of aud', async () => {
     const h = await startHarness({
