@@ -53,7 +53,7 @@ export interface BrokerOptions {
   defaultMetrics?: boolean;
   /** Circuit breaker numbers for the upstream clients; tests shrink them. Defaults: the contract. */
   breaker?: Partial<BreakerSettings>;
-  /** The clock of the signing-key cache; tests move it instead of waiting. */
+  /** The clock of the signing-key and verified-token caches; tests move it instead of waiting. */
   now?: () => number;
 }
 
@@ -162,6 +162,7 @@ export function createBroker(config: Config, options: BrokerOptions): Broker {
       logger,
       metrics,
       tracing,
+      now: options.now,
     }).authenticate,
     rateLimit: createUserRateLimit({
       perMinute: config.rateLimit.perMinute,

@@ -10,6 +10,7 @@ import type { Provider, Providers } from './providers';
 import { checkCookieRequest } from './cookie-rules';
 import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
 import { checkEmailVerified, checkUserIdForm } from './user-id';
+import { createVerifiedTokenCache } from './verified-tokens';
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
 export const CLOCK_TOLERANCE_SECONDS = 30;
@@ -246,6 +247,9 @@ const USER_ID = Symbol('userId');
 /** The provider chosen for the request's token by its `iss` (several providers only). */
 const PROVIDER = Symbol('provider');
 type WithProvider = Request & { [PROVIDER]?: Provider };
+/** The request's token, read once by `authenticate` and handed to express-jwt. */
+const TOKEN = Symbol('token');
+type WithToken = Request & { [TOKEN]?: string };
 
 /** The Cardscan user_id of the verified caller. Only valid after `authenticate` ran. */
 export function userIdOf(res: Response): string {
@@ -265,6 +269,8 @@ export interface AuthenticatorDeps {
   metrics: Metrics;
   /** Present only when tracing is on: the request's span then names the provider. */
   tracing?: Tracing;
+  /** The clock of the verified-token cache, in ms; tests move it with the key stores'. */
+  now?: () => number;
 }
 
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
@@ -310,7 +316,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
         ? (single.audience as [string, ...string[]])
         : undefined,
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    getToken: (req) => tokenFrom(req, cookieName, cookieOrigins),
+    // authenticate has read it already, and checked the cache with it.
+    getToken: (req) => (req as WithToken)[TOKEN] as string,
     secret: async (req, token) => {
       if (!token || typeof token.payload !== 'object') {
         throw refused(
@@ -384,7 +391,36 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     return userIdFrom(provider, payload);
   }
 
+  /** What a verified token proved: kept so its next requests skip the signature check. */
+  interface Login {
+    provider: Provider;
+    userId: string;
+  }
+  const verified = createVerifiedTokenCache<Login>();
+  const now = deps.now ?? Date.now;
+
+  /** The caller is `login`: the user id for the route, the metric, the span's provider. */
+  function admit(res: Response, login: Login): void {
+    (res.locals as Record<symbol, string>)[USER_ID] = login.userId;
+    countAccepted.get(login.provider)?.();
+    deps.tracing?.annotate('provider', login.provider.name);
+  }
+
   const authenticate: RequestHandler = (req, res, next) => {
+    let token: string;
+    try {
+      token = tokenFrom(req, cookieName, cookieOrigins);
+    } catch (failure) {
+      if (failure instanceof AppError) return refuse(req, failure, next);
+      throw failure;
+    }
+    const nowSeconds = now() / 1000;
+    const known = verified.get(token, nowSeconds);
+    if (known) {
+      admit(res, known);
+      return next();
+    }
+    (req as WithToken)[TOKEN] = token;
     void verifier(req, res, (error?: unknown) => {
       if (error instanceof AppError) return refuse(req, error, next);
       const provider = single ?? (req as WithProvider)[PROVIDER];
@@ -400,10 +436,12 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       try {
         const payload = (req as Request & { auth: JwtPayload }).auth;
         // Set by the secret callback whenever verification succeeded.
-        const verifiedBy = provider as Provider;
-        (res.locals as Record<symbol, string>)[USER_ID] = accept(verifiedBy, payload);
-        countAccepted.get(verifiedBy)?.();
-        deps.tracing?.annotate('provider', verifiedBy.name);
+        const login = {
+          provider: provider as Provider,
+          userId: accept(provider as Provider, payload),
+        };
+        admit(res, login);
+        verified.set(token, login, validUntil(payload), nowSeconds);
         next();
       } catch (failure) {
         if (failure instanceof AppError) return refuse(req, failure, next);
@@ -411,6 +449,19 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       }
     });
   };
+
+  /**
+   * Until when a verified token may be taken from the cache: its `exp`, and with a maximum token
+   * age the end of that age, both without the clock tolerance (a token in its tolerance is
+   * verified again in full, as without the cache).
+   */
+  function validUntil(payload: JwtPayload): number {
+    const exp = payload.exp as number;
+    const { maxAgeSeconds } = timeRules;
+    return maxAgeSeconds === undefined
+      ? exp
+      : Math.min(exp, (payload.iat as number) + maxAgeSeconds);
+  }
 
   return { authenticate };
 }

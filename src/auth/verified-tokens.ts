@@ -2,10 +2,10 @@ import { hash } from 'node:crypto';
 
 /**
  * At most this long a verified token is taken from the cache without checking its signature
- * again. The signing-key store refreshes a provider's keys about as often (10 min), so a key the
- * provider withdrew stops verifying tokens no later than it would without the cache.
+ * again. A key the provider withdraws stops verifying once the signing-key store's refresh (after
+ * 10 min, on use) drops it; the cache can add at most this much to that.
  */
-export const VERIFIED_TOKEN_MAX_AGE_SECONDS = 300;
+export const VERIFIED_TOKEN_MAX_AGE_SECONDS = 60;
 /** Bounds the cache's memory: an entry is a 44-character digest and a small result object. */
 export const VERIFIED_TOKEN_MAX_ENTRIES = 10_000;
 
