@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
@@ -21,6 +22,7 @@ import { memoryLimitWarning } from '../src/observability/memory-limit';
 import { TEST_HMAC_SECRET } from './helpers/harness';
 import { listen, type Listening } from './helpers/listen';
 import { LogCapture } from './helpers/log-capture';
+import { SecretVolume } from './helpers/secret-volume';
 
 /**
  * The manifests in deploy/kubernetes, checked without a cluster: each object against the
@@ -146,13 +148,34 @@ function secretMounts(): Map<string, string> {
   return mounts;
 }
 
-/** The settings the broker gets in the cluster: env values, and each X_FILE's content as X. */
+/**
+ * The example Secret's keys as files, laid out as the kubelet lays out its volume, in a temporary
+ * directory that stands for each Secret mount of the broker's container.
+ */
+const secretVolumes = new Map<string, SecretVolume>();
+function volumeFor(mountPath: string): SecretVolume {
+  let volume = secretVolumes.get(mountPath);
+  if (!volume) {
+    volume = new SecretVolume(mkdtempSync(path.join(os.tmpdir(), 'k8s-secret-volume-')));
+    volume.write(exampleSecret?.stringData ?? {});
+    secretVolumes.set(mountPath, volume);
+  }
+  return volume;
+}
+afterAll(() => {
+  for (const volume of secretVolumes.values()) rmSync(volume.dir, { recursive: true, force: true });
+});
+
+/**
+ * The settings the broker gets in the cluster: the manifest's env as it is, except that a path
+ * inside a Secret mount points into that mount's stand-in directory instead.
+ */
 function clusterEnv(): Record<string, string> {
+  const mounts = secretMounts();
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(brokerEnv)) {
-    const secret = (SECRET_VARIABLES as readonly string[]).find((each) => `${each}_FILE` === name);
-    if (secret) env[secret] = exampleSecret?.stringData[path.basename(value)] ?? '';
-    else env[name] = value;
+    const mountPath = [...mounts.keys()].find((mount) => value.startsWith(`${mount}/`));
+    env[name] = mountPath ? volumeFor(mountPath).dir + value.slice(mountPath.length) : value;
   }
   return env;
 }
@@ -358,10 +381,24 @@ describe('Kubernetes manifests: the broker’s configuration', () => {
   });
 
   test('when the manifest’s settings and the example Secret are given to the broker, then its config accepts them', () => {
-    const { config } = loadConfig(clusterEnv());
+    const env = clusterEnv();
+    // Each secret as the cluster gives it: a path in the mounted volume, never a value.
+    for (const name of SECRET_VARIABLES) expect(env[name]).toBeUndefined();
+    const { config } = loadConfig(env);
     expect(config.admin?.port).toBe(containerPort(brokerPod, 'admin'));
     expect(config.rateLimit.redisUrl).toMatch(/^redis:\/\/cardscan-broker-redis:\d+$/);
     expect(config.production).toBe(true);
+    expect(config.cardscan.apiKey).toBe(exampleSecret?.stringData['cardscan-api-key']);
+    expect(config.certiscan.authToken).toBe(
+      exampleSecret?.stringData['certiscan-auth-token']?.replace(/^Bearer /, ''),
+    );
+    expect(config.admin?.keys.map((key) => key.name)).toEqual(['ops-placeholder']);
+    expect(Object.keys(config.credentialFiles).sort()).toEqual(
+      Object.keys(brokerEnv)
+        .filter((name) => name.endsWith('_FILE'))
+        .map((name) => name.slice(0, -'_FILE'.length))
+        .sort(),
+    );
   });
 
   test('when the example Secret holds credentials, then they are placeholders, never live keys', () => {
@@ -467,7 +504,7 @@ describe('Kubernetes manifests: probes and scraping against the real broker', ()
     // to reach, so the broker is ready at once) and no Redis (nothing to connect to).
     const env = clusterEnv();
     delete env.AUTH_ISSUER;
-    delete env.REDIS_URL;
+    delete env.REDIS_URL_FILE;
     env.AUTH_JWT_SECRET = TEST_HMAC_SECRET;
     const { config } = loadConfig(env);
     const built = createBroker(config, { logger: createLogger('silent', logs) });
