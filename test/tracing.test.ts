@@ -409,6 +409,52 @@ describe('tracing on', () => {
     );
   });
 
+  test('when a caller sends an unsampled traceparent, then the broker’s own sampler still traces the request, in the caller’s trace', async () => {
+    await sharedBroker();
+    const res = await session('patient-trace-0013', {
+      traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-00`,
+    });
+    expect(res.status).toBe(200);
+    const spans = await receiver.waitFor((all) => all.length >= 2);
+    expect(serverSpans(spans)[0]).toMatchObject({
+      name: 'GET /cardscan-session',
+      traceId: TRACE_ID,
+      parentSpanId: PARENT_SPAN_ID,
+    });
+    expect(String(cardscan.requests[0]?.headers.traceparent)).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`),
+    );
+  });
+
+  test('when a caller sends a sampled traceparent to a broker whose sampler says no, then nothing is exported and the trace id still goes upstream, unsampled', async () => {
+    const b = await startBroker({ OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
+    const res = await session('patient-trace-0014', {
+      traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01`,
+    });
+    expect(res.status).toBe(200);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+    expect(receiver.spans).toEqual([]);
+    expect(String(cardscan.requests[0]?.headers.traceparent)).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`),
+    );
+  });
+
+  test('when a path matches no route, then its 404 is not exported, while routed requests are', async () => {
+    await sharedBroker();
+    for (const scan of ['/wp-login.php', '/.env', '/no/such/path?x=1']) {
+      expect(
+        (await call(scan, { headers: { traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01` } }))
+          .status,
+      ).toBe(404);
+    }
+    expect((await session('patient-trace-0015')).status).toBe(200);
+    // Spans leave in the order they ended: once the session's arrive, the scans' would have too.
+    const spans = await receiver.waitFor((all) => all.length >= 2);
+    expect(serverSpans(spans).map((span) => span.name)).toEqual(['GET /cardscan-session']);
+    expect(spans.filter((span) => span.traceId === TRACE_ID)).toEqual([]);
+  });
+
   test('when a span is pending at SIGTERM, then the drain sends it before the exit', async () => {
     const b = await startBroker({ OTEL_BSP_SCHEDULE_DELAY: '60000' });
     expect((await session('patient-trace-0009')).status).toBe(200);
