@@ -606,6 +606,80 @@ describe('tracing configuration', () => {
     ).toBe('broker-eu');
   });
 
+  test('when OTEL_SDK_DISABLED is TRUE or True, then tracing is off, as the specification reads booleans', () => {
+    for (const disabled of ['TRUE', 'True', 'true']) {
+      const { config } = loadConfig({
+        ...minimal,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_SDK_DISABLED: disabled,
+      });
+      expect([disabled, config.tracing]).toEqual([disabled, undefined]);
+    }
+    expect(
+      loadConfig({
+        ...minimal,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_SDK_DISABLED: 'FALSE',
+      }).config.tracing,
+    ).toBeDefined();
+  });
+
+  test('when collector headers go to a non-loopback http:// endpoint, then a warning names the variables, never the value', () => {
+    const key = 'secret_test_collector_api_key_0001';
+    const { warnings } = loadConfig({
+      ...minimal,
+      AUTH_AUDIENCE: AUDIENCE,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318',
+      OTEL_EXPORTER_OTLP_HEADERS: `x-api-key=${key}`,
+    });
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^OTEL_EXPORTER_OTLP_ENDPOINT is an http:\/\/ URL .* OTEL_EXPORTER_OTLP_HEADERS is set: .* cleartext/,
+      ),
+    ]);
+    expect(warnings.join('\n')).not.toContain(key);
+
+    const traces = loadConfig({
+      ...minimal,
+      AUTH_AUDIENCE: AUDIENCE,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example.com',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://10.0.0.7:4318/v1/traces',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: `x-api-key=${key}`,
+    }).warnings;
+    expect(traces).toEqual([
+      expect.stringMatching(
+        /^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT .* OTEL_EXPORTER_OTLP_TRACES_HEADERS is set/,
+      ),
+    ]);
+
+    // https://, loopback, no headers, or tracing off: nothing to say.
+    for (const env of [
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://localhost:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+        OTEL_SDK_DISABLED: 'true',
+      },
+    ]) {
+      expect([env, loadConfig({ ...minimal, AUTH_AUDIENCE: AUDIENCE, ...env }).warnings]).toEqual([
+        env,
+        [],
+      ]);
+    }
+  });
+
   test('when OTEL variables are wrong, then each is one problem naming it and never its value', () => {
     const problems = problemsOf({
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://user:secret_test_pw@collector:4318',
