@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -16,11 +18,11 @@ import type { IIoK8sApimachineryPkgApisMetaV1LabelSelector as LabelSelector } fr
 import request from 'supertest';
 import { parseAllDocuments } from 'yaml';
 import { createBroker } from '../src/broker';
+import { startListeners, type ListenerSpec, type RunningListeners } from '../src/http/lifecycle';
 import { CONFIG_VARIABLES, loadConfig, SECRET_VARIABLES } from '../src/config/config';
 import { createLogger } from '../src/observability/logger';
 import { memoryLimitWarning } from '../src/observability/memory-limit';
 import { TEST_HMAC_SECRET } from './helpers/harness';
-import { listen, type Listening } from './helpers/listen';
 import { LogCapture } from './helpers/log-capture';
 import { SecretVolume } from './helpers/secret-volume';
 
@@ -496,7 +498,10 @@ describe('Kubernetes manifests: security and resources', () => {
 
 describe('Kubernetes manifests: probes and scraping against the real broker', () => {
   const logs = new LogCapture();
-  let listening: Record<number, Listening>;
+  /** A small connection cap, so the test can fill the public listener. */
+  const MAX_CONNECTIONS = 4;
+  let running: RunningListeners;
+  let specs: ListenerSpec[];
   let closeBroker: () => Promise<void>;
 
   beforeAll(async () => {
@@ -506,33 +511,64 @@ describe('Kubernetes manifests: probes and scraping against the real broker', ()
     delete env.AUTH_ISSUER;
     delete env.REDIS_URL_FILE;
     env.AUTH_JWT_SECRET = TEST_HMAC_SECRET;
+    env.MAX_CONNECTIONS = String(MAX_CONNECTIONS);
     const { config } = loadConfig(env);
-    const built = createBroker(config, { logger: createLogger('silent', logs) });
-    listening = {};
-    for (const listener of built.listeners) listening[listener.port] = await listen(listener.app);
+    const logger = createLogger('silent', logs);
+    const built = createBroker(config, { logger });
+    specs = built.listeners;
+    // The broker's own listeners with their limits, on free loopback ports instead of 8080/9090.
+    running = await startListeners(
+      specs.map((spec) => ({ ...spec, port: 0, host: '127.0.0.1' })),
+      logger,
+    );
     closeBroker = () => built.close();
   });
   afterAll(async () => {
-    await Promise.all(Object.values(listening).map((each) => each.close()));
+    await running.shutdown({ delayMs: 0, timeoutMs: 1000, startDraining: () => {} });
     await closeBroker();
   });
 
-  /** The broker's answer to a GET on the container port the manifest names. */
-  function get(port: string | number | undefined, pathname: string) {
-    const listener = listening[containerPort(brokerPod, port)];
-    if (!listener) throw new Error(`the broker does not listen on port ${String(port)}`);
-    return request(listener.url).get(pathname);
+  /** The broker's URL for the container port the manifest names. */
+  function urlOf(port: string | number | undefined): string {
+    const number = containerPort(brokerPod, port);
+    const spec = specs.find((each) => each.port === number);
+    const url = spec && running.urls[spec.name];
+    if (!url) throw new Error(`the broker does not listen on port ${String(port)}`);
+    return url;
   }
 
-  test('when the probes are read, then liveness is /healthz, readiness /readyz, both on the public port', () => {
+  /** The broker's answer to a GET on the container port the manifest names. */
+  function get(port: string | number | undefined, pathname: string) {
+    return request(urlOf(port)).get(pathname);
+  }
+
+  /** A keep-alive connection that has had one answer, so the listener surely counts it. */
+  async function heldConnection(url: string): Promise<net.Socket> {
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname);
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
+    await once(socket, 'connect');
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    expect(chunk.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
+    socket.setTimeout(0);
+    return socket;
+  }
+
+  test('when the probes are read, then liveness is /healthz on the admin port (out of reach of a flood on the public one), readiness /readyz on the public port', () => {
     expect(brokerContainer.livenessProbe?.httpGet).toMatchObject({
       path: '/healthz',
-      port: 'http',
+      port: 'admin',
     });
     expect(brokerContainer.readinessProbe?.httpGet).toMatchObject({
       path: '/readyz',
       port: 'http',
     });
+    // The kubelet probes the pod's IP from the pod's own node, which NetworkPolicy always admits;
+    // a probe with a host of its own would come from elsewhere.
+    for (const probe of [brokerContainer.livenessProbe, brokerContainer.readinessProbe]) {
+      expect(probe?.httpGet?.host).toBeUndefined();
+    }
   });
 
   const probes = (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((probe) => {
@@ -561,5 +597,19 @@ describe('Kubernetes manifests: probes and scraping against the real broker', ()
 
   test('when a path that the broker does not serve is probed, then it is 404 (the probe check can fail)', async () => {
     expect((await get('http', '/livez')).status).toBe(404);
+  });
+
+  // Last: the listener may count the flood's connections for a moment after they are closed.
+  test('when a flood holds every connection the public listener allows, then the liveness probe still answers (and readiness on the public port does not)', async () => {
+    const sockets: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) sockets.push(await heldConnection(urlOf('http')));
+      const ready = brokerContainer.readinessProbe!.httpGet!;
+      await expect(get(ready.port, ready.path ?? '/').timeout(2000)).rejects.toThrow();
+      const live = brokerContainer.livenessProbe!.httpGet!;
+      expect((await get(live.port, live.path ?? '/').timeout(2000)).status).toBe(200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });
