@@ -464,6 +464,30 @@ describe('tracing on', () => {
     expect(serverSpans(receiver.spans).map((span) => span.name)).toEqual(['GET /cardscan-session']);
   });
 
+  test('when the drain times out and cuts a request in flight, then its SERVER span is still sent before the exit', async () => {
+    const b = await startBroker({
+      OTEL_BSP_SCHEDULE_DELAY: '60000',
+      SHUTDOWN_DELAY_MS: '0',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+      UPSTREAM_TIMEOUT_MS: '10000',
+    });
+    cardscan.setMode('hang');
+    const stuck = session('patient-trace-0016').then(
+      () => 'answered',
+      () => 'cut',
+    );
+    for (let i = 0; i < 100 && cardscan.requests.length === 0; i++) await sleep(20);
+    expect(cardscan.requests).toHaveLength(1);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+    expect(await stuck).toBe('cut');
+    expect(b.output.join('\n')).toContain('drain timed out');
+    const [server] = serverSpans(receiver.spans);
+    expect(server).toMatchObject({ name: 'GET /cardscan-session' });
+    // Cut before an answer: no status code to report.
+    expect(server?.attributes['http.response.status_code']).toBeUndefined();
+  });
+
   test('when the collector accepts but never answers, then requests are served as usual and SIGTERM still exits 0 within SHUTDOWN_TIMEOUT_MS', async () => {
     const sockets: net.Socket[] = [];
     const blackHole = net.createServer((socket) => sockets.push(socket)).listen(0, '127.0.0.1');
