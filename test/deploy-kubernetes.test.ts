@@ -36,7 +36,7 @@ const DIR = path.join(ROOT, 'deploy', 'kubernetes');
 const EXAMPLE_SECRET_FILE = 'secret.example.yaml';
 const BROKER = 'cardscan-broker';
 const ADMIN_CLIENT_LABEL = 'cardscan-broker/admin-client';
-/** The worst peak RSS measured under load (the README's "Memory"): without the heap flags. */
+/** The worst peak RSS measured under load (docs/kubernetes.md, "Memory and CPU"): without the heap flags. */
 const PEAK_RSS_BYTES = 150 * 1e6;
 
 interface K8sObject {
