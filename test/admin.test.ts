@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import request, { type Response } from 'supertest';
 import type { Express } from 'express';
@@ -776,4 +777,79 @@ describe('npm run admin-key', () => {
       expect(error).not.toBe('');
     },
   );
+});
+
+describe('the curl lines of docs/admin.md', () => {
+  const CURRENT_SECRET = 'secret_test_worktoken_current_0001';
+
+  /** Runs a shell block as a user would paste it, with stdin and without blocking this process. */
+  function runBash(block: string, env: NodeJS.ProcessEnv, input: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('bash', ['-euo', 'pipefail', '-c', block], { env, timeout: 10_000 });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
+      child.on('error', reject);
+      child.on('close', (code) =>
+        code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${err}`)),
+      );
+      child.stdin.end(input);
+    });
+  }
+
+  test('when the curl lines run in order against a broker, then each call succeeds and neither the admin key nor the worktoken secret is on a curl command line', async () => {
+    const page = readFileSync(path.join(__dirname, '..', 'docs', 'admin.md'), 'utf8');
+    const section = page.slice(
+      page.indexOf('<!-- admin-curl-lines -->'),
+      page.indexOf('## When it goes wrong'),
+    );
+    const blocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map(([, block]) => block ?? '');
+    expect(blocks).toHaveLength(4);
+
+    // A curl ahead of the real one on PATH: it records its arguments, what `ps` would show.
+    const realCurl = execFileSync('bash', ['-c', 'command -v curl'], { encoding: 'utf8' }).trim();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'admin-curl-'));
+    const argvFile = path.join(dir, 'argv');
+    writeFileSync(
+      path.join(dir, 'curl'),
+      `#!/usr/bin/env bash\nprintf '%s\\n' "$*" >> '${argvFile}'\nexec '${realCurl}' "$@"\n`,
+      { mode: 0o755 },
+    );
+    const h = await startHarness({ env: ADMIN_ENV });
+    try {
+      const env = { PATH: `${dir}:${process.env.PATH}`, BROKER: h.app, ADMIN_KEY: ALICE_KEY };
+      const answers = [];
+      for (const block of blocks) {
+        answers.push(JSON.parse(await runBash(block, env, `${CURRENT_SECRET}\n`)) as unknown);
+      }
+      const generated = expect.stringMatching(/^[A-Za-z0-9_-]{43}$/);
+      expect(answers).toEqual([
+        { subject: 'front-desk-1', name: 'Front desk scanner', secret: generated },
+        { subject: 'front-desk-1', name: 'Front desk scanner', secret: generated },
+        { subject: 'front-desk-1', name: 'Front desk (lobby)' },
+        { subject: 'front-desk-1', deleted: true, note: expect.any(String) },
+      ]);
+      expect(auditLines(h).map((line) => [line.actor, line.action, line.outcome])).toEqual([
+        ['alice', 'worktoken.create', 'success'],
+        ['alice', 'worktoken.update', 'success'],
+        ['alice', 'worktoken.update', 'success'],
+        ['alice', 'worktoken.delete', 'success'],
+      ]);
+      // The rename kept the secret it was given: it reached CertiScan, but not through argv.
+      expect(JSON.stringify(h.certiscan.requests.map((each) => each.body))).toContain(
+        CURRENT_SECRET,
+      );
+      const argv = readFileSync(argvFile, 'utf8').trim().split('\n');
+      expect(argv).toHaveLength(4);
+      for (const line of argv) {
+        expect(line).toMatch(/-H @\/dev\/fd\/\d+/);
+        expect(line).not.toContain(ALICE_KEY);
+        expect(line).not.toContain(CURRENT_SECRET);
+      }
+    } finally {
+      await h.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
@@ -15,12 +18,13 @@ import type { IIoK8sApimachineryPkgApisMetaV1LabelSelector as LabelSelector } fr
 import request from 'supertest';
 import { parseAllDocuments } from 'yaml';
 import { createBroker } from '../src/broker';
+import { startListeners, type ListenerSpec, type RunningListeners } from '../src/http/lifecycle';
 import { CONFIG_VARIABLES, loadConfig, SECRET_VARIABLES } from '../src/config/config';
 import { createLogger } from '../src/observability/logger';
 import { memoryLimitWarning } from '../src/observability/memory-limit';
 import { TEST_HMAC_SECRET } from './helpers/harness';
-import { listen, type Listening } from './helpers/listen';
 import { LogCapture } from './helpers/log-capture';
+import { SecretVolume } from './helpers/secret-volume';
 
 /**
  * The manifests in deploy/kubernetes, checked without a cluster: each object against the
@@ -32,7 +36,7 @@ const DIR = path.join(ROOT, 'deploy', 'kubernetes');
 const EXAMPLE_SECRET_FILE = 'secret.example.yaml';
 const BROKER = 'cardscan-broker';
 const ADMIN_CLIENT_LABEL = 'cardscan-broker/admin-client';
-/** The worst peak RSS measured under load (the README's "Memory"): without the heap flags. */
+/** The worst peak RSS measured under load (docs/kubernetes.md, "Memory and CPU"): without the heap flags. */
 const PEAK_RSS_BYTES = 150 * 1e6;
 
 interface K8sObject {
@@ -146,13 +150,34 @@ function secretMounts(): Map<string, string> {
   return mounts;
 }
 
-/** The settings the broker gets in the cluster: env values, and each X_FILE's content as X. */
+/**
+ * The example Secret's keys as files, laid out as the kubelet lays out its volume, in a temporary
+ * directory that stands for each Secret mount of the broker's container.
+ */
+const secretVolumes = new Map<string, SecretVolume>();
+function volumeFor(mountPath: string): SecretVolume {
+  let volume = secretVolumes.get(mountPath);
+  if (!volume) {
+    volume = new SecretVolume(mkdtempSync(path.join(os.tmpdir(), 'k8s-secret-volume-')));
+    volume.write(exampleSecret?.stringData ?? {});
+    secretVolumes.set(mountPath, volume);
+  }
+  return volume;
+}
+afterAll(() => {
+  for (const volume of secretVolumes.values()) rmSync(volume.dir, { recursive: true, force: true });
+});
+
+/**
+ * The settings the broker gets in the cluster: the manifest's env as it is, except that a path
+ * inside a Secret mount points into that mount's stand-in directory instead.
+ */
 function clusterEnv(): Record<string, string> {
+  const mounts = secretMounts();
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(brokerEnv)) {
-    const secret = (SECRET_VARIABLES as readonly string[]).find((each) => `${each}_FILE` === name);
-    if (secret) env[secret] = exampleSecret?.stringData[path.basename(value)] ?? '';
-    else env[name] = value;
+    const mountPath = [...mounts.keys()].find((mount) => value.startsWith(`${mount}/`));
+    env[name] = mountPath ? volumeFor(mountPath).dir + value.slice(mountPath.length) : value;
   }
   return env;
 }
@@ -358,10 +383,24 @@ describe('Kubernetes manifests: the broker’s configuration', () => {
   });
 
   test('when the manifest’s settings and the example Secret are given to the broker, then its config accepts them', () => {
-    const { config } = loadConfig(clusterEnv());
+    const env = clusterEnv();
+    // Each secret as the cluster gives it: a path in the mounted volume, never a value.
+    for (const name of SECRET_VARIABLES) expect(env[name]).toBeUndefined();
+    const { config } = loadConfig(env);
     expect(config.admin?.port).toBe(containerPort(brokerPod, 'admin'));
     expect(config.rateLimit.redisUrl).toMatch(/^redis:\/\/cardscan-broker-redis:\d+$/);
     expect(config.production).toBe(true);
+    expect(config.cardscan.apiKey).toBe(exampleSecret?.stringData['cardscan-api-key']);
+    expect(config.certiscan.authToken).toBe(
+      exampleSecret?.stringData['certiscan-auth-token']?.replace(/^Bearer /, ''),
+    );
+    expect(config.admin?.keys.map((key) => key.name)).toEqual(['ops-placeholder']);
+    expect(Object.keys(config.credentialFiles).sort()).toEqual(
+      Object.keys(brokerEnv)
+        .filter((name) => name.endsWith('_FILE'))
+        .map((name) => name.slice(0, -'_FILE'.length))
+        .sort(),
+    );
   });
 
   test('when the example Secret holds credentials, then they are placeholders, never live keys', () => {
@@ -459,7 +498,10 @@ describe('Kubernetes manifests: security and resources', () => {
 
 describe('Kubernetes manifests: probes and scraping against the real broker', () => {
   const logs = new LogCapture();
-  let listening: Record<number, Listening>;
+  /** A small connection cap, so the test can fill the public listener. */
+  const MAX_CONNECTIONS = 4;
+  let running: RunningListeners;
+  let specs: ListenerSpec[];
   let closeBroker: () => Promise<void>;
 
   beforeAll(async () => {
@@ -467,35 +509,66 @@ describe('Kubernetes manifests: probes and scraping against the real broker', ()
     // to reach, so the broker is ready at once) and no Redis (nothing to connect to).
     const env = clusterEnv();
     delete env.AUTH_ISSUER;
-    delete env.REDIS_URL;
+    delete env.REDIS_URL_FILE;
     env.AUTH_JWT_SECRET = TEST_HMAC_SECRET;
+    env.MAX_CONNECTIONS = String(MAX_CONNECTIONS);
     const { config } = loadConfig(env);
-    const built = createBroker(config, { logger: createLogger('silent', logs) });
-    listening = {};
-    for (const listener of built.listeners) listening[listener.port] = await listen(listener.app);
+    const logger = createLogger('silent', logs);
+    const built = createBroker(config, { logger });
+    specs = built.listeners;
+    // The broker's own listeners with their limits, on free loopback ports instead of 8080/9090.
+    running = await startListeners(
+      specs.map((spec) => ({ ...spec, port: 0, host: '127.0.0.1' })),
+      logger,
+    );
     closeBroker = () => built.close();
   });
   afterAll(async () => {
-    await Promise.all(Object.values(listening).map((each) => each.close()));
+    await running.shutdown({ delayMs: 0, timeoutMs: 1000, startDraining: () => {} });
     await closeBroker();
   });
 
-  /** The broker's answer to a GET on the container port the manifest names. */
-  function get(port: string | number | undefined, pathname: string) {
-    const listener = listening[containerPort(brokerPod, port)];
-    if (!listener) throw new Error(`the broker does not listen on port ${String(port)}`);
-    return request(listener.url).get(pathname);
+  /** The broker's URL for the container port the manifest names. */
+  function urlOf(port: string | number | undefined): string {
+    const number = containerPort(brokerPod, port);
+    const spec = specs.find((each) => each.port === number);
+    const url = spec && running.urls[spec.name];
+    if (!url) throw new Error(`the broker does not listen on port ${String(port)}`);
+    return url;
   }
 
-  test('when the probes are read, then liveness is /healthz, readiness /readyz, both on the public port', () => {
+  /** The broker's answer to a GET on the container port the manifest names. */
+  function get(port: string | number | undefined, pathname: string) {
+    return request(urlOf(port)).get(pathname);
+  }
+
+  /** A keep-alive connection that has had one answer, so the listener surely counts it. */
+  async function heldConnection(url: string): Promise<net.Socket> {
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname);
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
+    await once(socket, 'connect');
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    expect(chunk.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
+    socket.setTimeout(0);
+    return socket;
+  }
+
+  test('when the probes are read, then liveness is /healthz on the admin port (out of reach of a flood on the public one), readiness /readyz on the public port', () => {
     expect(brokerContainer.livenessProbe?.httpGet).toMatchObject({
       path: '/healthz',
-      port: 'http',
+      port: 'admin',
     });
     expect(brokerContainer.readinessProbe?.httpGet).toMatchObject({
       path: '/readyz',
       port: 'http',
     });
+    // The kubelet probes the pod's IP from the pod's own node, which NetworkPolicy always admits;
+    // a probe with a host of its own would come from elsewhere.
+    for (const probe of [brokerContainer.livenessProbe, brokerContainer.readinessProbe]) {
+      expect(probe?.httpGet?.host).toBeUndefined();
+    }
   });
 
   const probes = (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((probe) => {
@@ -524,5 +597,19 @@ describe('Kubernetes manifests: probes and scraping against the real broker', ()
 
   test('when a path that the broker does not serve is probed, then it is 404 (the probe check can fail)', async () => {
     expect((await get('http', '/livez')).status).toBe(404);
+  });
+
+  // Last: the listener may count the flood's connections for a moment after they are closed.
+  test('when a flood holds every connection the public listener allows, then the liveness probe still answers (and readiness on the public port does not)', async () => {
+    const sockets: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) sockets.push(await heldConnection(urlOf('http')));
+      const ready = brokerContainer.readinessProbe!.httpGet!;
+      await expect(get(ready.port, ready.path ?? '/').timeout(2000)).rejects.toThrow();
+      const live = brokerContainer.livenessProbe!.httpGet!;
+      expect((await get(live.port, live.path ?? '/').timeout(2000)).status).toBe(200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });

@@ -236,6 +236,70 @@ describe('Prometheus rules: shape', () => {
   });
 });
 
+describe('Prometheus rules: a broker that has served nothing yet', () => {
+  let broker: Broker;
+  let admin: Listening;
+  let secretDir: string;
+
+  beforeAll(async () => {
+    secretDir = mkdtempSync(path.join(os.tmpdir(), 'prometheus-fresh-'));
+    const keyFile = path.join(secretDir, 'cardscan-api-key');
+    writeFileSync(keyFile, 'secret_test_prometheus_broker_key_0002\n');
+    const { config } = loadConfig({
+      CARDSCAN_API_KEY_FILE: keyFile,
+      CERTISCAN_AUTH_TOKEN: 'secret_test_prometheus_broker_token_0002',
+      AUTH_JWT_SECRET: TEST_HMAC_SECRET,
+      ADMIN_API_KEYS: `ops:${createHash('sha256').update('secret_test_unused').digest('hex')}`,
+      ADMIN_PORT: '9090',
+    });
+    broker = createBroker(config, { logger: createLogger('silent', new LogCapture()) });
+    admin = await listen(broker.listeners[1]!.app);
+  });
+  afterAll(async () => {
+    await admin.close();
+    await broker.close();
+    rmSync(secretDir, { recursive: true, force: true });
+  });
+
+  // increase() over a series that appears with its first count sees no increase: a counter an
+  // alert counts must be exported at 0 before the first event, or that event never fires it.
+  test('when no upstream was called, then every series an increase() alert selects is exported, at 0', async () => {
+    const res = await request(admin.url).get('/metrics');
+    const lines = res.text.split('\n');
+    const { series } = parseExposition(res.text);
+    const counting = rules.filter((rule) => rule.expr.includes('increase('));
+    expect(counting.map((rule) => rule.alert)).toEqual(
+      expect.arrayContaining([
+        'CardscanBrokerCardscanCredentialsRefused',
+        'CardscanBrokerCertiscanCredentialsRefused',
+        'CardscanBrokerCredentialReloadRefused',
+        'CardscanBrokerRateLimitStoreErrors',
+      ]),
+    );
+    for (const rule of counting) {
+      for (const { metric, matchers } of selectorsOf(rule.expr)) {
+        const own = matchers.filter((m) => !SCRAPE_LABELS.includes(m.label));
+        const picked = series.filter(
+          (s) => s.metric === metric && own.every((m) => matches(m, s.labels[m.label])),
+        );
+        expect([rule.alert, picked.length > 0]).toEqual([rule.alert, true]);
+      }
+    }
+    for (const upstream of ['cardscan', 'certiscan']) {
+      const line = `upstream_request_duration_seconds_count{upstream="${upstream}",outcome="credentials"} 0`;
+      expect(lines).toContain(line);
+    }
+    expect(lines).toContain('rate_limit_store_errors_total 0');
+    expect(lines).toContain(
+      'credential_reloads_total{variable="CARDSCAN_API_KEY",outcome="refused"} 0',
+    );
+    // Nothing was counted: every upstream series is there at 0, not only the watched ones.
+    expect(
+      lines.filter((l) => /^upstream_request_duration_seconds_count\{/.test(l) && !/ 0$/.test(l)),
+    ).toEqual([]);
+  });
+});
+
 describe('Prometheus rules: what the broker really exports', () => {
   const ADMIN_KEY = 'secret_test_prometheus_admin_key_0001';
   let cardscan: CardscanStandIn;

@@ -86,6 +86,24 @@ describe('the docs', () => {
     expect(escaping).toEqual([]);
   });
 
+  test('when a Markdown page links to a file of the repository, then that file exists', () => {
+    const links = markdownFiles.flatMap((file) =>
+      [...readFileSync(file, 'utf8').matchAll(LINK)]
+        .map((match) => match[1] ?? '')
+        .filter((target) => !/^([a-z]+:|#)/i.test(target))
+        .map((target) => ({
+          from: relative(file),
+          target,
+          resolved: relative(path.resolve(path.dirname(file), target.split('#')[0] ?? '')),
+        })),
+    );
+    expect(links.length).toBeGreaterThan(0);
+    const missing = links
+      .filter(({ resolved }) => !existsSync(path.join(ROOT, resolved)))
+      .map(({ from, target }) => `${from} → ${target}`);
+    expect(missing).toEqual([]);
+  });
+
   test('when a Markdown page links to a heading of a page that exists, then that heading exists', () => {
     const broken = markdownFiles.flatMap((file) =>
       [...readFileSync(file, 'utf8').matchAll(LINK)]

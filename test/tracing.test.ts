@@ -410,6 +410,52 @@ describe('tracing on', () => {
     );
   });
 
+  test('when a caller sends an unsampled traceparent, then the broker’s own sampler still traces the request, in the caller’s trace', async () => {
+    await sharedBroker();
+    const res = await session('patient-trace-0013', {
+      traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-00`,
+    });
+    expect(res.status).toBe(200);
+    const spans = await receiver.waitFor((all) => all.length >= 2);
+    expect(serverSpans(spans)[0]).toMatchObject({
+      name: 'GET /cardscan-session',
+      traceId: TRACE_ID,
+      parentSpanId: PARENT_SPAN_ID,
+    });
+    expect(String(cardscan.requests[0]?.headers.traceparent)).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`),
+    );
+  });
+
+  test('when a caller sends a sampled traceparent to a broker whose sampler says no, then nothing is exported and the trace id still goes upstream, unsampled', async () => {
+    const b = await startBroker({ OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
+    const res = await session('patient-trace-0014', {
+      traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01`,
+    });
+    expect(res.status).toBe(200);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+    expect(receiver.spans).toEqual([]);
+    expect(String(cardscan.requests[0]?.headers.traceparent)).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`),
+    );
+  });
+
+  test('when a path matches no route, then its 404 is not exported, while routed requests are', async () => {
+    await sharedBroker();
+    for (const scan of ['/wp-login.php', '/.env', '/no/such/path?x=1']) {
+      expect(
+        (await call(scan, { headers: { traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01` } }))
+          .status,
+      ).toBe(404);
+    }
+    expect((await session('patient-trace-0015')).status).toBe(200);
+    // Spans leave in the order they ended: once the session's arrive, the scans' would have too.
+    const spans = await receiver.waitFor((all) => all.length >= 2);
+    expect(serverSpans(spans).map((span) => span.name)).toEqual(['GET /cardscan-session']);
+    expect(spans.filter((span) => span.traceId === TRACE_ID)).toEqual([]);
+  });
+
   test('when a span is pending at SIGTERM, then the drain sends it before the exit', async () => {
     const b = await startBroker({ OTEL_BSP_SCHEDULE_DELAY: '60000' });
     expect((await session('patient-trace-0009')).status).toBe(200);
@@ -417,6 +463,30 @@ describe('tracing on', () => {
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);
     expect(serverSpans(receiver.spans).map((span) => span.name)).toEqual(['GET /cardscan-session']);
+  });
+
+  test('when the drain times out and cuts a request in flight, then its SERVER span is still sent before the exit', async () => {
+    const b = await startBroker({
+      OTEL_BSP_SCHEDULE_DELAY: '60000',
+      SHUTDOWN_DELAY_MS: '0',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+      UPSTREAM_TIMEOUT_MS: '10000',
+    });
+    cardscan.setMode('hang');
+    const stuck = session('patient-trace-0016').then(
+      () => 'answered',
+      () => 'cut',
+    );
+    for (let i = 0; i < 100 && cardscan.requests.length === 0; i++) await sleep(20);
+    expect(cardscan.requests).toHaveLength(1);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+    expect(await stuck).toBe('cut');
+    expect(b.output.join('\n')).toContain('drain timed out');
+    const [server] = serverSpans(receiver.spans);
+    expect(server).toMatchObject({ name: 'GET /cardscan-session' });
+    // Cut before an answer: no status code to report.
+    expect(server?.attributes['http.response.status_code']).toBeUndefined();
   });
 
   test('when the collector accepts but never answers, then requests are served as usual and SIGTERM still exits 0 within SHUTDOWN_TIMEOUT_MS', async () => {
@@ -559,6 +629,80 @@ describe('tracing configuration', () => {
         OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attributes',
       }).config.tracing?.resource['service.name'],
     ).toBe('broker-eu');
+  });
+
+  test('when OTEL_SDK_DISABLED is TRUE or True, then tracing is off, as the specification reads booleans', () => {
+    for (const disabled of ['TRUE', 'True', 'true']) {
+      const { config } = loadConfig({
+        ...minimal,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_SDK_DISABLED: disabled,
+      });
+      expect([disabled, config.tracing]).toEqual([disabled, undefined]);
+    }
+    expect(
+      loadConfig({
+        ...minimal,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_SDK_DISABLED: 'FALSE',
+      }).config.tracing,
+    ).toBeDefined();
+  });
+
+  test('when collector headers go to a non-loopback http:// endpoint, then a warning names the variables, never the value', () => {
+    const key = 'secret_test_collector_api_key_0001';
+    const { warnings } = loadConfig({
+      ...minimal,
+      AUTH_AUDIENCE: AUDIENCE,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318',
+      OTEL_EXPORTER_OTLP_HEADERS: `x-api-key=${key}`,
+    });
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^OTEL_EXPORTER_OTLP_ENDPOINT is an http:\/\/ URL .* OTEL_EXPORTER_OTLP_HEADERS is set: .* cleartext/,
+      ),
+    ]);
+    expect(warnings.join('\n')).not.toContain(key);
+
+    const traces = loadConfig({
+      ...minimal,
+      AUTH_AUDIENCE: AUDIENCE,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example.com',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://10.0.0.7:4318/v1/traces',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: `x-api-key=${key}`,
+    }).warnings;
+    expect(traces).toEqual([
+      expect.stringMatching(
+        /^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT .* OTEL_EXPORTER_OTLP_TRACES_HEADERS is set/,
+      ),
+    ]);
+
+    // https://, loopback, no headers, or tracing off: nothing to say.
+    for (const env of [
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://localhost:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+      },
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: `k=${key}`,
+        OTEL_SDK_DISABLED: 'true',
+      },
+    ]) {
+      expect([env, loadConfig({ ...minimal, AUTH_AUDIENCE: AUDIENCE, ...env }).warnings]).toEqual([
+        env,
+        [],
+      ]);
+    }
   });
 
   test('when OTEL variables are wrong, then each is one problem naming it and never its value', () => {

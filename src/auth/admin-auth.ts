@@ -1,7 +1,8 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { AdminKey } from '../config/config';
 import { AuthenticationError } from '../errors';
+import { auditHead } from '../observability/audit';
 import type { Logger } from '../observability/logger';
 
 /** Admin keys are short random strings; anything longer is refused before it is hashed. */
@@ -33,16 +34,12 @@ export function createAdminAuthenticator(keys: AdminKeys, logger: Logger): Reque
   const refuse = (req: Request, error: AuthenticationError): AuthenticationError => {
     logger.warn(
       {
-        audit: true,
-        // The request id is the caller's to choose; this one is the broker's and never repeats.
-        audit_id: randomUUID(),
-        actor: null,
+        ...auditHead(req, null),
         action: 'admin.authenticate',
         method: req.method,
         path: (req.baseUrl + req.path).slice(0, 256),
         outcome: error.bearerError ?? 'no_credentials',
         status: 401,
-        requestId: String(req.id),
       },
       'audit: admin authentication refused',
     );

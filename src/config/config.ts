@@ -399,7 +399,12 @@ const fields = z.object({
     .enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })
     .default('info'),
   // OpenTelemetry's own names and meanings (its "Environment Variable Specification").
-  OTEL_SDK_DISABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  // Case-insensitive, as the specification says for its booleans (TRUE, True).
+  OTEL_SDK_DISABLED: z
+    .string()
+    .transform((value) => value.toLowerCase())
+    .pipe(z.enum(['true', 'false'], { message: 'must be true or false' }))
+    .optional(),
   OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl.optional(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collectorUrl.optional(),
   OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
@@ -561,6 +566,26 @@ function tracingOf(f: Fields): TracingConfig | undefined {
   };
 }
 
+/**
+ * Collector headers usually hold its API key: over http:// to another host, anyone on the path
+ * reads it. Allowed (a collector in the same private network is common) but said at start.
+ */
+function cleartextHeadersWarning(
+  f: Fields,
+  tracing: TracingConfig | undefined,
+): string | undefined {
+  if (!tracing || Object.keys(tracing.headers).length === 0) return undefined;
+  const url = new URL(tracing.endpoint);
+  if (url.protocol !== 'http:' || isLoopbackHost(url.hostname)) return undefined;
+  const endpoint = f.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'
+    : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  const headers = (['OTEL_EXPORTER_OTLP_HEADERS', 'OTEL_EXPORTER_OTLP_TRACES_HEADERS'] as const)
+    .filter((name) => f[name] !== undefined)
+    .join(' and ');
+  return `${endpoint} is an http:// URL to a host other than this one while ${headers} is set: those headers (usually the collector's API key) are sent in cleartext with every export. Use an https:// endpoint, or a collector on loopback.`;
+}
+
 function singleProviderAuth(f: Fields): SingleProviderAuth {
   const keys: KeySource = f.AUTH_JWT_SECRET
     ? { kind: 'secret', secret: f.AUTH_JWT_SECRET }
@@ -707,6 +732,8 @@ export function loadConfig(rawEnv: Record<string, string | undefined>): LoadedCo
   const cookieWarning =
     config.auth.cookieName && cookieNameWarning('AUTH_COOKIE_NAME', config.auth.cookieName);
   if (cookieWarning) warnings.push(cookieWarning);
+  const headersWarning = cleartextHeadersWarning(parsed.data, config.tracing);
+  if (headersWarning) warnings.push(headersWarning);
   if (config.production && config.cardscan.keyKind === 'test') {
     warnings.push(
       'CARDSCAN_API_KEY is a TEST key while NODE_ENV=production: the Cardscan sandbox returns demo data and is NOT HIPAA compliant. Never send real patient cards (PHI) through it.',

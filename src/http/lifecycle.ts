@@ -96,6 +96,8 @@ export class InFlight {
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Headers are a few kB even from a poor mobile link; a client slower than this is holding a slot. */
 const HEADERS_TIMEOUT_MS = 15_000;
+/** How long cut responses get to emit 'close' (one turn of the event loop is enough). */
+const CUT_CLOSE_WAIT_MS = 100;
 /** Node checks the timeouts on an interval (30 s by default); often enough to cut near the deadline. */
 const MAX_CHECK_INTERVAL_MS = 2000;
 
@@ -186,7 +188,16 @@ export async function startListeners(
       }).catch(() => 'cancelled' as const);
       if ((await Promise.race([closed, timer])) === 'timeout') {
         logger.warn('drain timed out; cutting the connections still open');
+        // A cut response emits 'close' only once its socket's handle has closed, in the event
+        // loop's close phase, after anything a setImmediate could wait for. Its listeners end the
+        // request's SERVER span and write its log line: they must run before the caller stops the
+        // tracer, or the span is lost. Bounded: an answer queued behind another on a pipelined
+        // connection never emits 'close'.
+        const cut = inFlight
+          .values()
+          .map((res) => new Promise<void>((resolve) => res.once('close', () => resolve())));
         for (const server of servers) server.closeAllConnections();
+        await Promise.race([Promise.all(cut), sleep(CUT_CLOSE_WAIT_MS, undefined, { ref: false })]);
       }
       cancelTimer.abort();
       logger.info('stopped');

@@ -3,14 +3,17 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { UpstreamName } from '../errors';
 
 /** How an upstream call ended; a small fixed set, so it is safe as a label. */
-export type UpstreamOutcome =
-  | 'success'
-  | 'rejected'
-  | 'credentials'
-  | 'bad-response'
-  | 'timeout'
-  | 'unreachable'
-  | 'circuit-open';
+const UPSTREAM_OUTCOMES = [
+  'success',
+  'rejected',
+  'credentials',
+  'bad-response',
+  'timeout',
+  'unreachable',
+  'circuit-open',
+] as const;
+export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+const UPSTREAMS: readonly UpstreamName[] = ['cardscan', 'certiscan'];
 
 /** Why a login was refused; a small fixed set, so it is safe as a label. */
 export type LoginRefusal =
@@ -79,6 +82,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+  // Every series exists at 0 from the start: prom-client exports a labelled series only after its
+  // first observation, and increase() over a series that appears with 1 sees no increase, so the
+  // first refusal (the "credentials refused" alerts) would never fire. 2 × 7 series, once.
+  for (const upstream of UPSTREAMS) {
+    for (const outcome of UPSTREAM_OUTCOMES) upstreamCalls.zero({ upstream, outcome });
+  }
 
   const circuitState = new Gauge({
     name: 'upstream_circuit_state',

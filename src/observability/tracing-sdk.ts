@@ -15,6 +15,7 @@ import {
   defaultTextMapGetter,
   trace,
   type Attributes,
+  type Context,
   type Span,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator, setGlobalErrorHandler } from '@opentelemetry/core';
@@ -28,7 +29,10 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  type ReadableSpan,
   type Sampler,
+  type Span as SdkSpan,
+  type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import type { Request, Response } from 'express';
 import type { TracingConfig } from '../config/config';
@@ -72,6 +76,16 @@ function outcomeOf(error: AppError | undefined): string {
   return error.code.replaceAll('-', '_');
 }
 
+/**
+ * Parent-based for the broker's own spans (a CLIENT span is sampled with its SERVER span), but an
+ * incoming traceparent's sampled flag does not decide: any caller, signed in or not, sets it, and
+ * would otherwise turn on (or off) the tracing of its own requests. A remote parent's request is
+ * decided by the root sampler like any other; its trace id is still continued.
+ */
+function parentBased(root: Sampler): Sampler {
+  return new ParentBasedSampler({ root, remoteParentSampled: root, remoteParentNotSampled: root });
+}
+
 function samplerOf(config: TracingConfig): Sampler {
   const ratio = () => new TraceIdRatioBasedSampler(config.samplerRatio);
   switch (config.sampler) {
@@ -82,11 +96,43 @@ function samplerOf(config: TracingConfig): Sampler {
     case 'traceidratio':
       return ratio();
     case 'parentbased_always_on':
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+      return parentBased(new AlwaysOnSampler());
     case 'parentbased_always_off':
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+      return parentBased(new AlwaysOffSampler());
     case 'parentbased_traceidratio':
-      return new ParentBasedSampler({ root: ratio() });
+      return parentBased(ratio());
+  }
+}
+
+/**
+ * Passes ended spans on, except the SERVER span of a request that matched no route (a 404 without
+ * `http.route`): scans of unknown paths would fill the collector with spans that say nothing.
+ */
+class RoutedSpansOnly implements SpanProcessor {
+  constructor(private readonly next: SpanProcessor) {}
+
+  onStart(span: SdkSpan, context: Context): void {
+    this.next.onStart(span, context);
+  }
+
+  onEnd(span: ReadableSpan): void {
+    const { attributes } = span;
+    if (
+      span.kind === SpanKind.SERVER &&
+      attributes['http.route'] === undefined &&
+      attributes['http.response.status_code'] === 404
+    ) {
+      return;
+    }
+    this.next.onEnd(span);
+  }
+
+  forceFlush(): Promise<void> {
+    return this.next.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.next.shutdown();
   }
 }
 
@@ -129,11 +175,13 @@ export function createTracing(config: TracingConfig, logger: Logger): Tracing {
     resource: defaultResource().merge(resourceFromAttributes(config.resource)),
     sampler: samplerOf(config),
     spanProcessors: [
-      new BatchSpanProcessor({
-        exporter,
-        scheduledDelayMillis: config.scheduleDelayMs,
-        exportTimeoutMillis: config.exportTimeoutMs,
-      }),
+      new RoutedSpansOnly(
+        new BatchSpanProcessor({
+          exporter,
+          scheduledDelayMillis: config.scheduleDelayMs,
+          exportTimeoutMillis: config.exportTimeoutMs,
+        }),
+      ),
     ],
   });
   const tracer = provider.getTracer('cardscan-broker');

@@ -1,10 +1,11 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Routes } from '../app';
 import { z } from 'zod';
 import { AppError, BadRequestError, UnsupportedMediaTypeError, UpstreamError } from '../errors';
 import { adminActorOf, createAdminAuthenticator, type AdminKeys } from '../auth/admin-auth';
 import { jsonBody } from '../http/json-body';
+import { auditHead } from '../observability/audit';
 import type { Logger } from '../observability/logger';
 import type { CertiscanClient, Worktoken } from '../upstream/certiscan';
 
@@ -136,16 +137,12 @@ function audited(logger: Logger, action: AdminAction, handle: AuditedHandler): R
     const started = performance.now();
     const record: AuditRecord = {};
     const line = (outcome: string, status: number, upstreamStatus: number | undefined) => ({
-      audit: true,
-      // The request id is the caller's to choose; this one is the broker's and never repeats.
-      audit_id: randomUUID(),
-      actor: adminActorOf(res),
+      ...auditHead(req, adminActorOf(res)),
       action,
       subject: record.subject?.slice(0, MAX_LOGGED_SUBJECT),
       outcome,
       status,
       upstreamStatus,
-      requestId: String(req.id),
       durationMs: Math.round(performance.now() - started),
     });
     try {
