@@ -1,10 +1,9 @@
 import { once } from 'node:events';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import v8 from 'node:v8';
 import type { Express } from 'express';
-import { createAppServer } from './app-server';
 import type { Logger } from '../observability/logger';
 
 export interface ServerLimits {
@@ -125,12 +124,15 @@ async function start(spec: ListenerSpec): Promise<Server> {
   // Given at construction, where Node refuses a headersTimeout above requestTimeout. Keep-alive
   // idle time is not bounded by either (Node times only requests in progress), so keepAliveTimeout
   // may exceed them.
-  const server = createAppServer(spec.app, {
-    requestTimeout,
-    headersTimeout,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / 4)),
-  });
+  const server = http.createServer(
+    {
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / 4)),
+    },
+    spec.app,
+  );
   server.maxConnections = spec.limits?.maxConnections ?? defaultMaxConnections();
   server.listen(spec.port, spec.host);
   await once(server, 'listening');

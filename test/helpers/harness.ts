@@ -20,8 +20,8 @@ export interface Harness {
   config: Config;
   broker: Broker;
   /**
-   * The URL of the broker's main app on 127.0.0.1, on a server from createAppServer as the broker
-   * builds its own (requests born with the app's prototypes), for supertest's `request(h.app)`.
+   * The URL of the broker's main app on 127.0.0.1, on a node:http server as the broker builds
+   * its own, for supertest's `request(h.app)`.
    */
   app: string;
   logs: LogCapture;

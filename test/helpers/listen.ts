@@ -1,8 +1,7 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import { createAppServer } from '../../src/http/app-server';
 
 export interface Listening {
   server: Server;
@@ -12,11 +11,11 @@ export interface Listening {
 }
 
 /**
- * One real listener on 127.0.0.1:0, built as the broker builds its own, for tests that send many
+ * One real listener on 127.0.0.1:0, a plain node:http server as the broker's own, for tests that send many
  * requests at once.
  */
 export async function listen(app: Express): Promise<Listening> {
-  const server = createAppServer(app).listen(0, '127.0.0.1');
+  const server = http.createServer(app).listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
     server,
