@@ -5,7 +5,6 @@ import type { Metrics, UpstreamOutcome } from '../observability/metrics';
 import type { Tracing } from '../observability/tracing';
 import { createUpstreamBreaker, type BreakerSettings } from './circuit-breaker';
 import { createAnswerReader, Failure, type Answer } from './answers';
-import { Deadline } from './deadline';
 import { createTransport } from './transport';
 
 /** Thrown by a request's `read` when a 2xx answer is not what the contract promises. */
@@ -110,7 +109,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     request: UpstreamRequest<T>,
     authorization: string,
   ): Promise<Answer | Failure> {
-    const deadline = new Deadline(timeoutMs);
+    // One deadline for the whole call: it aborts whichever attempt is running when it passes.
+    const endsAt = performance.now() + timeoutMs;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
     try {
       for (let attempt = 0; ; attempt++) {
         const traced = startAttempt?.(request.method, request.route, attempt);
@@ -128,11 +130,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
                     traceparent: traced.traceparent,
                   }
                 : { Authorization: authorization, 'X-Request-Id': request.requestId },
-              signal: deadline,
+              signal: controller.signal,
             }),
           );
         } catch (error) {
-          result = deadline.aborted
+          result = controller.signal.aborted
             ? new Failure('timeout', `${label} did not answer within ${timeoutMs} ms`, false)
             : answers.networkFailure(error);
         }
@@ -150,11 +152,11 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
         }
         // Full jitter keeps replicas from retrying in lockstep against a struggling upstream.
         const backoff = RETRY_BASE_MS * 2 ** attempt * (0.5 + Math.random());
-        if (performance.now() + backoff >= deadline.endsAt) return result;
+        if (performance.now() + backoff >= endsAt) return result;
         await sleep(backoff);
       }
     } finally {
-      deadline.clear();
+      clearTimeout(timer);
     }
   }
 
