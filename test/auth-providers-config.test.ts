@@ -1,4 +1,5 @@
-import { ConfigError, CONFIG_VARIABLES, loadConfig } from '../src/config/config';
+import { CONFIG_VARIABLES, loadConfig } from '../src/config/config';
+import { problemsOf } from './helpers/config-problems';
 
 const SECRET = 'secret_test_hmac_placeholder_0123456789abcdef';
 const KEY = { CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder' };
@@ -10,16 +11,6 @@ const twoProviders = {
   AUTH_STAFF_ISSUER: 'https://login.microsoftonline.com/tenant-id/v2.0',
   AUTH_STAFF_AUDIENCE: 'staff-app',
 };
-
-function problemsOf(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 const variablesOf = (problems: string[]) => problems.map((line) => line.split(':')[0]).sort();
 

@@ -6,22 +6,12 @@ import {
   CARDSCAN_LIVE_URL,
   CARDSCAN_SANDBOX_URL,
   CERTISCAN_DEFAULT_URL,
-  ConfigError,
   loadConfig,
 } from '../src/config/config';
+import { problemsOf } from './helpers/config-problems';
 
 const HMAC = 'secret_test_hmac_placeholder_0123456789abcdef';
 const minimal = { CARDSCAN_API_KEY: 'sk_test_cardscan_ai_placeholder', AUTH_JWT_SECRET: HMAC };
-
-function problemsOf(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('defaults', () => {
   test('when only the required variables are set, then every default of the interface page applies', () => {

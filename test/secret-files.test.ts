@@ -3,8 +3,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CONFIG_VARIABLES, ConfigError, loadConfig, SECRET_VARIABLES } from '../src/config/config';
+import { CONFIG_VARIABLES, loadConfig, SECRET_VARIABLES } from '../src/config/config';
 import { MAX_SECRET_FILE_BYTES, resolveSecretFiles } from '../src/config/secret-files';
+import { problemsOf } from './helpers/config-problems';
 
 const HMAC = 'secret_test_hmac_placeholder_0123456789abcdef';
 const KEY = 'sk_test_cardscan_ai_placeholder_from_file';
@@ -21,16 +22,6 @@ function file(name: string, content: string | Buffer): string {
   const target = path.join(dir, name);
   writeFileSync(target, content, { mode: 0o600 });
   return target;
-}
-
-function problemsOf(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 const hashOf = (key: string) => createHash('sha256').update(key).digest('hex');

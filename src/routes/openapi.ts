@@ -118,7 +118,7 @@ export const openApiDocument = {
                 additionalProperties: false,
                 required: ['name', 'subject'],
                 properties: {
-                  name: { type: 'string', minLength: 1, maxLength: 200 },
+                  name: { type: 'string', minLength: 1, maxLength: 128 },
                   subject: subjectParameter.schema,
                   secret: { type: 'string', minLength: 16, maxLength: 512 },
                 },
@@ -144,7 +144,7 @@ export const openApiDocument = {
                 additionalProperties: false,
                 required: ['name'],
                 properties: {
-                  name: { type: 'string', minLength: 1, maxLength: 200 },
+                  name: { type: 'string', minLength: 1, maxLength: 128 },
                   secret: { type: 'string', minLength: 16, maxLength: 512 },
                 },
               },
