@@ -1,10 +1,14 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CONFIG_VARIABLES, loadConfig, SECRET_VARIABLES } from '../src/config/config';
-import { MAX_SECRET_FILE_BYTES, resolveSecretFiles } from '../src/config/secret-files';
+import {
+  MAX_SECRET_FILE_BYTES,
+  readSecretFile,
+  resolveSecretFiles,
+} from '../src/config/secret-files';
 import { problemsOf } from './helpers/config-problems';
 
 const HMAC = 'secret_test_hmac_placeholder_0123456789abcdef';
@@ -102,6 +106,18 @@ describe('secrets given as files', () => {
         CERTISCAN_AUTH_TOKEN_FILE: missing,
       }),
     ).toEqual([`CERTISCAN_AUTH_TOKEN_FILE: the file ${missing} cannot be read (ENOENT)`]);
+  });
+
+  test('when X_FILE is a FIFO, then it is refused as not a regular file, at start and on a reload, without waiting for a writer', async () => {
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(problemsOf({ CARDSCAN_API_KEY_FILE: fifo, AUTH_JWT_SECRET: HMAC })).toEqual([
+      `CARDSCAN_API_KEY_FILE: the file ${fifo} is not a regular file`,
+    ]);
+    await expect(readSecretFile(fifo)).resolves.toEqual({
+      ok: false,
+      reason: 'is not a regular file',
+    });
   });
 
   test('when the file is empty, a directory, too large or not readable, then each is one problem naming X_FILE, never the content', () => {

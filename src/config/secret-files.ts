@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -38,13 +38,19 @@ function reasonOf(error: unknown): string {
 }
 
 /**
+ * Opened without blocking: opening a FIFO for reading otherwise waits for a writer, forever, before
+ * the regular-file check below can refuse it (a start that hangs; a watcher that stops rotating).
+ */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+/**
  * Reads a secret file at start. Only a regular file (symlinks followed) is read: a FIFO or a
  * device would block or never end. Reading one byte past the limit tells "too large" apart.
  */
 export function readSecretFileSync(path: string): SecretFileRead {
   let fd: number | undefined;
   try {
-    fd = openSync(path, 'r');
+    fd = openSync(path, OPEN_FLAGS);
     if (!fstatSync(fd).isFile()) return { ok: false, reason: 'is not a regular file' };
     const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
     let length = 0;
@@ -63,7 +69,7 @@ export function readSecretFileSync(path: string): SecretFileRead {
 export async function readSecretFile(path: string): Promise<SecretFileRead> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    handle = await open(path, OPEN_FLAGS);
     if (!(await handle.stat()).isFile()) return { ok: false, reason: 'is not a regular file' };
     const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
     let length = 0;
