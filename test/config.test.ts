@@ -7,6 +7,7 @@ import {
   CARDSCAN_SANDBOX_URL,
   CERTISCAN_DEFAULT_URL,
   loadConfig,
+  parseRotatedCredential,
 } from '../src/config/config';
 import { problemsOf } from './helpers/config-problems';
 
@@ -277,6 +278,33 @@ describe('problems', () => {
   test('when the shutdown timeout does not exceed the delay, then it is refused', () => {
     expect(problemsOf({ ...minimal, SHUTDOWN_DELAY_MS: '20000' })).toEqual([
       'SHUTDOWN_TIMEOUT_MS: must be greater than SHUTDOWN_DELAY_MS',
+    ]);
+  });
+});
+
+describe('credentials that go into an Authorization header', () => {
+  const admin = { ADMIN_API_KEYS: `ops:${'a'.repeat(64)}` };
+
+  test.each([
+    ['two lines', 'token-one\ntoken-two'],
+    ['a header injection', 'token\r\nX-Evil: 1'],
+    ['non-ASCII', 'tökén€'],
+  ])(
+    'when CERTISCAN_AUTH_TOKEN holds %s, then it is refused by name, at start and on rotation',
+    (_, value) => {
+      const problems = problemsOf({ ...minimal, ...admin, CERTISCAN_AUTH_TOKEN: value });
+      expect(problems.some((line) => line.startsWith('CERTISCAN_AUTH_TOKEN: '))).toBe(true);
+      expect(problems.join('\n')).not.toContain(value.trim());
+      const { config } = loadConfig({ ...minimal, ...admin, CERTISCAN_AUTH_TOKEN: 'good-token-1' });
+      expect(parseRotatedCredential(config, 'CERTISCAN_AUTH_TOKEN', value)).toMatchObject({
+        ok: false,
+      });
+    },
+  );
+
+  test('when a Cardscan key has a non-ASCII character after its prefix, then it has no known form', () => {
+    expect(problemsOf({ ...minimal, CARDSCAN_API_KEY: 'sk_test_cardscan_ai_tökén' })).toEqual([
+      expect.stringMatching(/^CARDSCAN_API_KEY: has no known prefix/),
     ]);
   });
 });

@@ -24,8 +24,9 @@ export const CARDSCAN_SANDBOX_URL = 'https://sandbox.cardscan.ai/v1';
 export const CARDSCAN_LIVE_URL = 'https://api.cardscan.ai/v1';
 export const CERTISCAN_DEFAULT_URL = 'https://account.app.certiscan.cloud/api/v1';
 
-const TEST_KEY = /^(sk_test_cardscan_ai_|secret_test_)\S+$/;
-const LIVE_KEY = /^(sk_live_cardscan_ai_|secret_live_)\S+$/;
+// Visible ASCII after the prefix: the key goes into an Authorization header as it is.
+const TEST_KEY = /^(sk_test_cardscan_ai_|secret_test_)[\x21-\x7E]+$/;
+const LIVE_KEY = /^(sk_live_cardscan_ai_|secret_live_)[\x21-\x7E]+$/;
 
 /** Where the broker gets the keys that verify end-user tokens. */
 export type KeySource =
@@ -384,6 +385,13 @@ const fields = z.object({
   CERTISCAN_AUTH_TOKEN: z
     .string()
     .transform((token) => token.replace(/^Bearer\s+/i, '').trim())
+    // One token of visible ASCII: it goes into an Authorization header, and anything else (two
+    // lines, a space, non-ASCII) would fail every admin call with a 502 instead of being refused.
+    .pipe(
+      z
+        .string()
+        .regex(/^[\x21-\x7E]+$/, { message: 'must be one token of visible ASCII characters' }),
+    )
     .optional(),
   UPSTREAM_TIMEOUT_MS: int(100, 120_000).default(5000),
   RATE_LIMIT_PER_MINUTE: int(1, 1_000_000).default(30),
