@@ -379,6 +379,13 @@ describe('user ids', () => {
       // Otherwise this patient would share staff member alice's Cardscan identity.
       const lookalike = await session(h, patients.sign({ sub: 'staff:alice' }));
       expectUnauthorized(lookalike, /starts like a user id of another identity provider/);
+      // Nor in another case or a compatibility form of the colon, nor with an invisible character.
+      for (const sub of ['STAFF:alice', 'staff\uFF1Aalice']) {
+        const folded = await session(h, patients.sign({ sub }));
+        expectUnauthorized(folded, /starts like a user id of another identity provider/);
+      }
+      const invisible = await session(h, patients.sign({ sub: 'staff\u200b:alice' }));
+      expectUnauthorized(invisible, /invisible format or separator character/);
     } finally {
       await two.close();
     }

@@ -6,7 +6,7 @@ import { AppError, AuthenticationError, ForbiddenError, ServiceUnavailableError 
 import type { Logger } from '../observability/logger';
 import type { LoginRefusal, Metrics } from '../observability/metrics';
 import type { Tracing } from '../observability/tracing';
-import type { Provider, Providers } from './providers';
+import { lookAlike, type Provider, type Providers } from './providers';
 import { checkCookieRequest } from './cookie-rules';
 import { checkCritical, checkTimeClaims, type TimeRules } from './token-rules';
 import { checkEmailVerified, checkUserIdForm } from './user-id';
@@ -225,7 +225,7 @@ export function userIdFrom(provider: Provider, payload: JwtPayload): string {
   // users of a deployment that had one provider), a claim must not look like another's user id.
   if (
     provider.foreignPrefixes.length > 0 &&
-    provider.foreignPrefixes.some((prefix) => claim.startsWith(prefix))
+    provider.foreignPrefixes.some((prefix) => lookAlike(claim).startsWith(prefix))
   ) {
     throw refused(
       'claims',

@@ -20,7 +20,8 @@ export interface Provider {
   userIdPrefix: string;
   /**
    * The other providers' prefixes, for the one provider with an empty prefix: a claim of its that
-   * starts with one of them would be another provider's user id, so it is refused.
+   * starts with one of them (folded by `lookAlike`) would read as another provider's user id, so it
+   * is refused.
    */
   foreignPrefixes: readonly string[];
   requiredScopes: readonly string[];
@@ -46,6 +47,15 @@ export interface Providers {
 }
 
 export const SINGLE_PROVIDER_NAME = 'default';
+
+/**
+ * A user id folded the way a reader (or a vendor comparing loosely) might see it: compatibility
+ * forms (a full-width colon) and case. `STAFF:42` or `staff：42` from the provider without a
+ * prefix must not pass for staff member 42.
+ */
+export function lookAlike(value: string): string {
+  return value.normalize('NFKC').toLowerCase();
+}
 
 function fromProviderConfig(
   provider: ProviderConfig,
@@ -80,7 +90,7 @@ export function createProviders(auth: AuthConfig, options: JwksStoreOptions): Pr
     if (unprefixed && !auth.userIdHashSecret) {
       unprefixed.foreignPrefixes = all
         .filter((provider) => provider !== unprefixed)
-        .map((provider) => provider.userIdPrefix);
+        .map((provider) => lookAlike(provider.userIdPrefix));
     }
   } else {
     single = {

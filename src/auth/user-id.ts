@@ -41,8 +41,12 @@ export function checkEmailVerified(payload: JwtPayload, userIdClaim: string): vo
 
 /** Printable ASCII: well-formed and NFC by construction, so most ids skip the costlier checks. */
 const PLAIN = /^[\x20-\x7E]*$/;
-/** Control characters (C0, DEL, C1) and lone surrogates (not well-formed UTF-16). */
-const ILL_FORMED = /[\p{Cc}\p{Cs}]/u;
+/**
+ * Control characters (C0, DEL, C1), lone surrogates (not well-formed UTF-16), and the invisible
+ * ones: format characters (zero-width space, bidi overrides) and line or paragraph separators. An
+ * invisible character makes an id that reads like another user's.
+ */
+const ILL_FORMED = /[\p{Cc}\p{Cs}\p{Cf}\p{Zl}\p{Zp}]/u;
 
 /**
  * A user id is one exact string forever: a lone surrogate cannot be percent-encoded (it made
@@ -53,7 +57,7 @@ export function checkUserIdForm(userId: string, userIdClaim: string): void {
   if (PLAIN.test(userId)) return;
   if (ILL_FORMED.test(userId)) {
     throw new AuthenticationError(
-      `the token's ${userIdClaim} claim holds a control character or is not well-formed Unicode`,
+      `the token's ${userIdClaim} claim holds a control character (or an invisible format or separator character) or is not well-formed Unicode`,
       'invalid_token',
     );
   }
