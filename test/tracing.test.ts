@@ -250,6 +250,22 @@ describe('tracing on', () => {
     expect(serverSpans(fresh)[1]?.parentSpanId).toBeUndefined();
   });
 
+  test('when the app sends a tracestate and a forged X-Forwarded-Proto, then neither reaches a span: only the traceparent is continued, and url.scheme is http or https', async () => {
+    await startBroker({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', TRUST_PROXY: 'true' });
+    const res = await session('patient-trace-0013', {
+      traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01`,
+      tracestate: 'leak=patient-jane-doe-state',
+      'X-Forwarded-Proto': 'forged-scheme-value',
+    });
+    expect(res.status).toBe(200);
+    const spans = await receiver.waitFor((all) => all.length >= 2);
+    expect(serverSpans(spans)[0]).toMatchObject({
+      traceId: TRACE_ID,
+      attributes: { 'url.scheme': 'http' },
+    });
+    expectExportsFree('patient-jane-doe-state', 'forged-scheme-value');
+  });
+
   test('when Cardscan fails once with a 500, then each attempt is a CLIENT span of its own: the first an error, the second a success', async () => {
     await sharedBroker();
     cardscan.queue('server-error');

@@ -225,17 +225,24 @@ export function createTracing(config: TracingConfig, logger: Logger): Tracing {
     serverSpans(req, res, next) {
       const queryAt = req.url.indexOf('?');
       if (UNTRACED_PATHS.has(queryAt === -1 ? req.url : req.url.slice(0, queryAt))) return next();
+      // Only the traceparent is continued: a tracestate is the caller's free text, and it would be
+      // copied into every span of the trace.
+      const { traceparent } = req.headers;
       const parent =
-        req.headers.traceparent === undefined
+        traceparent === undefined
           ? ROOT_CONTEXT
-          : propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+          : propagator.extract(ROOT_CONTEXT, { traceparent }, defaultTextMapGetter);
       const method = KNOWN_METHODS.has(req.method) ? req.method : '_OTHER';
       // Named by the method until the route is known; no path, query or header is recorded.
       const span = tracer.startSpan(
         method === '_OTHER' ? 'HTTP' : method,
         {
           kind: SpanKind.SERVER,
-          attributes: { 'http.request.method': method, 'url.scheme': req.protocol },
+          // With TRUST_PROXY, req.protocol comes from X-Forwarded-Proto: only the two real values.
+          attributes: {
+            'http.request.method': method,
+            'url.scheme': req.protocol === 'https' ? 'https' : 'http',
+          },
         },
         parent,
       );
