@@ -88,11 +88,20 @@ async function main(): Promise<void> {
   try {
     stack = await startLocalStack({ ...options, env: { ...options.env, ...spans?.env } });
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(
-      `npm run local: invalid configuration\n${error.problems.map((p) => `  ${p}\n`).join('')}`,
-    );
-    process.exit(1);
+    if (error instanceof ConfigError) {
+      process.stderr.write(
+        `npm run local: invalid configuration\n${error.problems.map((p) => `  ${p}\n`).join('')}`,
+      );
+      process.exit(1);
+    }
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      // Often an earlier npm run local still running in the background (see the README).
+      process.stderr.write(
+        `npm run local: ${(error as Error).message}: another process holds that port; stop it, or set PORT and DEMO_PORT to free ones\n`,
+      );
+      process.exit(1);
+    }
+    throw error;
   }
   const userToken = stack.idp.sign({ sub: 'patient-1' }, { expiresIn: 3600 });
   const staffToken = stack.staffIdp.sign({ sub: 'nurse-1' }, { expiresIn: 3600 });
