@@ -37,17 +37,29 @@ function expectNoErrorLines(h: Harness): void {
   expect(errors).toEqual([]);
 }
 
-describe('admin input and audit', () => {
-  let h: Harness;
+/**
+ * One harness for a describe block; before each test, what its stand-ins received and the log are
+ * emptied, so every assertion sees only its own test's traffic.
+ */
+function useHarness(options: Parameters<typeof startHarness>[0], set: (h: Harness) => void): void {
+  let h: Harness | undefined;
   beforeAll(async () => {
-    h = await startHarness({ env: ADMIN_ENV });
+    h = await startHarness(options);
+    set(h);
   });
-  afterAll(() => h.close());
+  afterAll(() => h?.close());
   beforeEach(() => {
+    if (!h) return;
+    h.cardscan.requests.length = 0;
     h.certiscan.requests.length = 0;
     h.certiscan.worktokens.clear();
     h.logs.lines.length = 0;
   });
+}
+
+describe('admin input and audit', () => {
+  let h: Harness;
+  useHarness({ env: ADMIN_ENV }, (started) => (h = started));
 
   const admin = (method: 'post' | 'put' | 'delete', path: string) =>
     request(h.app)[method](path).set('Authorization', `Bearer ${ALICE_KEY}`);
@@ -154,14 +166,7 @@ function expectRefusedLogin(h: Harness, res: Response, detail: RegExp, cardscanC
 
 describe('token fields', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ env: { AUTH_MAX_TOKEN_AGE: '600' } });
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness({ env: { AUTH_MAX_TOKEN_AGE: '600' } }, (started) => (h = started));
 
   const session = (token: string) =>
     request(h.app).get('/cardscan-session').set('Authorization', `Bearer ${token}`);
@@ -224,14 +229,7 @@ describe('token fields', () => {
 
 describe('user ids', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness();
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness({}, (started) => (h = started));
 
   const sessionFor = (claims: Record<string, unknown>) =>
     request(h.app)
@@ -260,14 +258,7 @@ describe('user ids', () => {
 
 describe('user id from an e-mail claim', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ env: { AUTH_USER_ID_CLAIM: 'email' } });
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness({ env: { AUTH_USER_ID_CLAIM: 'email' } }, (started) => (h = started));
 
   const sessionFor = (claims: Record<string, unknown>) =>
     request(h.app)
@@ -324,14 +315,10 @@ describe('start-up warnings for the user-id claim', () => {
 describe('cookie logins', () => {
   const PAGE = 'https://app.example.com';
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ env: { AUTH_COOKIE_NAME: '__Host-login', CORS_ORIGINS: PAGE } });
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness(
+    { env: { AUTH_COOKIE_NAME: '__Host-login', CORS_ORIGINS: PAGE } },
+    (started) => (h = started),
+  );
 
   const withCookie = (method: 'get' | 'post', headers: Record<string, string>) =>
     request(h.app)
@@ -424,15 +411,7 @@ function rawExchange(
 
 describe('bodies', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ env: ADMIN_ENV });
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.certiscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness({ env: ADMIN_ENV }, (started) => (h = started));
 
   const gzipHeaders = { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' };
 
@@ -623,14 +602,7 @@ function openConnection(url: string): Promise<{ socket: net.Socket; answer: stri
 
 describe('slow clients', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness();
-  });
-  afterAll(() => h.close());
-  beforeEach(() => {
-    h.cardscan.requests.length = 0;
-    h.logs.lines.length = 0;
-  });
+  useHarness({}, (started) => (h = started));
 
   async function listenWith(limits: Partial<ServerLimits>) {
     const running = await startListeners(

@@ -31,10 +31,12 @@ async function startTwoProviders(
     staffDown?: boolean;
     patientsDown?: boolean;
     broker?: { now: () => number };
+    /** One `kid` for both providers' keys, as two unrelated issuers may well publish. */
+    kid?: string;
   } = {},
 ): Promise<TwoProviders> {
-  const patients = await startIdentityProvider({ audience: PATIENT_APP });
-  const staff = await startIdentityProvider({ audience: STAFF_APP });
+  const patients = await startIdentityProvider({ audience: PATIENT_APP, kid: options.kid });
+  const staff = await startIdentityProvider({ audience: STAFF_APP, kid: options.kid });
   staff.setDown(options.staffDown ?? false);
   patients.setDown(options.patientsDown ?? false);
   let h: Harness;
@@ -170,23 +172,9 @@ describe('two providers, each with its own keys, audience and user ids', () => {
 });
 
 test('when two providers publish the same kid, then the key of one never verifies a token of the other', async () => {
-  const patients = await startIdentityProvider({ audience: PATIENT_APP, kid: 'shared-kid' });
-  const staff = await startIdentityProvider({ audience: STAFF_APP, kid: 'shared-kid' });
-  const h = await startHarness({
-    env: {
-      AUTH_ISSUER: undefined,
-      AUTH_JWKS_URI: undefined,
-      AUTH_AUDIENCE: undefined,
-      AUTH_PROVIDERS: 'patients,staff',
-      AUTH_PATIENTS_ISSUER: patients.issuer,
-      AUTH_PATIENTS_JWKS_URI: patients.jwksUri,
-      AUTH_PATIENTS_AUDIENCE: PATIENT_APP,
-      AUTH_STAFF_ISSUER: staff.issuer,
-      AUTH_STAFF_JWKS_URI: staff.jwksUri,
-      AUTH_STAFF_AUDIENCE: STAFF_APP,
-    },
-  });
+  const two = await startTwoProviders({ kid: 'shared-kid' });
   try {
+    const { h, patients, staff } = two;
     expect(patients.currentKey.kid).toBe(staff.currentKey.kid);
     const signedByStaff = staff.sign(
       { sub: 'x' },
@@ -201,8 +189,7 @@ test('when two providers publish the same kid, then the key of one never verifie
     expect((await session(h, patients.sign({ sub: 'p' }))).status).toBe(200);
     expect((await session(h, staff.sign({ sub: 's' }))).status).toBe(200);
   } finally {
-    await h.close();
-    await Promise.all([patients.close(), staff.close()]);
+    await two.close();
   }
 });
 
