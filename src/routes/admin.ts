@@ -14,9 +14,10 @@ export const SUBJECT_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 const SUBJECT_RULE = 'must be 1 to 128 letters, digits, ".", "_" or "-", not starting with "."';
 /** Bytes behind a generated secret: 32 bytes of base64url are 43 characters. */
 const GENERATED_SECRET_BYTES = 32;
-const MIN_SECRET_LENGTH = 16;
-const MAX_SECRET_LENGTH = 512;
-const MAX_NAME_LENGTH = 128;
+/** Exported for /openapi.json, which must describe exactly what the routes accept. */
+export const MIN_SECRET_LENGTH = 16;
+export const MAX_SECRET_LENGTH = 512;
+export const MAX_NAME_LENGTH = 128;
 /**
  * CertiScan stores the name and shows it to people: no control characters (a CR/LF forges lines in
  * logs and exports), no format characters (U+202E and friends reorder what a reader sees, zero-width

@@ -1,4 +1,5 @@
 /** The OpenAPI 3.1 description served at /openapi.json. Admin paths only on the listener serving them. */
+import { MAX_NAME_LENGTH, MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, SUBJECT_PATTERN } from './admin';
 
 const problem = (description: string) => ({
   description,
@@ -22,8 +23,27 @@ const subjectParameter = {
   name: 'subject',
   in: 'path',
   required: true,
-  schema: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$' },
+  schema: { type: 'string', pattern: SUBJECT_PATTERN.source },
 };
+
+/** A worktoken request body: `name` and an optional `secret`, plus `subject` when creating. */
+const worktokenBody = (withSubject: boolean) => ({
+  required: true,
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object',
+        additionalProperties: false,
+        required: withSubject ? ['name', 'subject'] : ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH },
+          ...(withSubject ? { subject: subjectParameter.schema } : {}),
+          secret: { type: 'string', minLength: MIN_SECRET_LENGTH, maxLength: MAX_SECRET_LENGTH },
+        },
+      },
+    },
+  },
+});
 
 const worktokenAnswer = {
   description: 'The worktoken; `secret` only when the broker generated it, shown this once',
@@ -109,23 +129,7 @@ export const openApiDocument = {
         tags: ['admin'],
         summary: 'Create a CertiScan worktoken client',
         security: [{ adminKey: [] }],
-        requestBody: {
-          required: true,
-          content: {
-            'application/json': {
-              schema: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['name', 'subject'],
-                properties: {
-                  name: { type: 'string', minLength: 1, maxLength: 128 },
-                  subject: subjectParameter.schema,
-                  secret: { type: 'string', minLength: 16, maxLength: 512 },
-                },
-              },
-            },
-          },
-        },
+        requestBody: worktokenBody(true),
         responses: { '201': worktokenAnswer, ...adminErrors },
       },
     },
@@ -135,22 +139,7 @@ export const openApiDocument = {
         tags: ['admin'],
         summary: 'Rename a worktoken client and set its secret (generated when omitted)',
         security: [{ adminKey: [] }],
-        requestBody: {
-          required: true,
-          content: {
-            'application/json': {
-              schema: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['name'],
-                properties: {
-                  name: { type: 'string', minLength: 1, maxLength: 128 },
-                  secret: { type: 'string', minLength: 16, maxLength: 512 },
-                },
-              },
-            },
-          },
-        },
+        requestBody: worktokenBody(false),
         responses: { '200': worktokenAnswer, ...adminErrors },
       },
       delete: {
